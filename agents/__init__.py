@@ -1,0 +1,1 @@
+"""RL baselines with Stable-Baselines3 (issue #6)."""

@@ -1,0 +1,162 @@
+"""The ``dsd-gym`` command.
+
+    dsd-gym scenarios
+    dsd-gym simulate --scenario NAME|PATH [--policy SPEC ...] [--seed N] [--set KEY=VALUE ...] [--json]
+    dsd-gym bench [--json] [--quick]
+
+A user error prints one line (``error: ...``) and exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from dsd_gym.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line and exit 2 like every other user error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dsd-gym", description="Distributed speculative decoding workbench.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("scenarios", help="list the shipped scenarios")
+
+    sim = sub.add_parser("simulate", help="run a scenario under one or more policies")
+    sim.add_argument("--scenario", required=True, help="a shipped scenario name or a YAML path")
+    sim.add_argument(
+        "--policy",
+        action="append",
+        help="fixed:G, fused:G or autoregressive (repeat to compare; default: the scenario's)",
+    )
+    sim.add_argument("--seed", type=int, help="seed of every random stream (default: the scenario's)")
+    sim.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    sim.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    bench = sub.add_parser("bench", help="simulator speed and memory benchmark")
+    bench.add_argument("--json", action="store_true", help="print JSON")
+    bench.add_argument("--quick", action="store_true", help="shorter runs (for smoke tests)")
+    return parser
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def comparison_table(rows: list[dict[str, Any]]) -> str:
+    """One line per policy; speedups against autoregressive when it is among them."""
+    base = next((r for r in rows if r["policy"] == "autoregressive"), None)
+    header = [
+        "policy", "tok/s", "user tok/s", "TTFT p50 ms", "TPOT p50 ms", "TPOT p99 ms", "accept",
+        "tok/round", "util", "batch", "goodput rps",
+    ]  # fmt: skip
+    if base:
+        header.append("× AR")
+    lines = []
+    for r in rows:
+        line = [
+            r["policy"], _fmt(r["throughput_tok_s"]), _fmt(r["session_tok_s"]),
+            _fmt(r["ttft_ms"]["p50"]), _fmt(r["tpot_ms"]["p50"], 2), _fmt(r["tpot_ms"]["p99"], 2),
+            _fmt(r["acceptance_rate"], 3), _fmt(r["tokens_per_round"], 2),
+            _fmt(r["target_utilization"], 2), _fmt(r["mean_batch_size"], 1), _fmt(r["goodput_rps"], 2),
+        ]  # fmt: skip
+        if base:
+            line.append(_fmt(r["throughput_tok_s"] / base["throughput_tok_s"], 2) if base["throughput_tok_s"] else "-")
+        lines.append(line)
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
+    out = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
+    out.append("  ".join("-" * w for w in widths))
+    out.extend("  ".join(str(x).rjust(w) for x, w in zip(line, widths)) for line in lines)
+    return "\n".join(out)
+
+
+def summary_table(r: dict[str, Any]) -> str:
+    """One policy's metrics, one per line."""
+    b = r["round_breakdown_ms"]
+    pairs = [
+        ("scenario", r["scenario"]), ("policy", r["policy"]), ("seed", r["seed"]),
+        ("simulated", f"{r['sim_time_s']:g} s ({r['measured_s']:g} s measured after warm-up)"),
+        ("throughput", f"{r['throughput_tok_s']:.1f} tok/s (foreground {r['foreground_tok_s']:.1f})"),
+        ("user decode speed", f"{r['session_tok_s']:.1f} tok/s"),
+        ("TTFT p50/p95/p99", "/".join(_fmt(r["ttft_ms"][p]) for p in ("p50", "p95", "p99")) + " ms"),
+        ("TPOT p50/p95/p99", "/".join(_fmt(r["tpot_ms"][p], 2) for p in ("p50", "p95", "p99")) + " ms"),
+        ("goodput", f"{r['goodput_rps']:.2f} req/s"),
+        ("acceptance rate", f"{r['acceptance_rate']:.3f}"),
+        ("tokens per round", f"{r['tokens_per_round']:.2f}"),
+        ("target utilization", f"{r['target_utilization']:.2f}"),
+        ("mean batch size", f"{r['mean_batch_size']:.1f}"),
+        ("rounds", f"{r['rounds']} ({', '.join(f'{k} {v}' for k, v in r['rounds_by_mode'].items() if v)})"),
+        ("requests", f"{r['completed_requests']} completed, {r['in_flight_requests']} in flight"),
+        ("round breakdown", ", ".join(f"{k} {v:.2f}" for k, v in b.items()) + " ms"),
+        ("failures / re-prefills", f"{r['target_failures']} / {r['reprefills']}"),
+        ("retransmissions", str(r["retransmissions"])),
+    ]  # fmt: skip
+    width = max(len(k) for k, _ in pairs)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in pairs)
+
+
+def _simulate(args: argparse.Namespace) -> None:
+    from dsd_gym.config import load_scenario
+    from dsd_gym.runner import simulate
+
+    scenario = load_scenario(args.scenario, args.set)
+    policies = args.policy or [scenario.control.policy]
+    from dsd_gym.controllers import parse_policy
+
+    for spec in policies:
+        parse_policy(spec, scenario)  # every spec is checked before anything runs
+    rows = [simulate(scenario, spec, args.seed) for spec in policies]
+    if args.json:
+        print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))
+    elif len(rows) == 1:
+        print(summary_table(rows[0]))
+    else:
+        print(f"scenario {scenario.name}, seed {rows[0]['seed']}, {scenario.duration_s:g} s simulated")
+        print(comparison_table(rows))
+
+
+def _scenarios(args: argparse.Namespace) -> None:
+    from dsd_gym.config import list_scenarios
+
+    rows = list_scenarios()
+    width = max(len(name) for name, _ in rows)
+    for name, description in rows:
+        print(f"{name.ljust(width)}  {description}")
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from dsd_gym.bench import run_benchmarks
+
+    result = run_benchmarks(quick=args.quick, progress=not args.json)
+    print(json.dumps(result, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        {"simulate": _simulate, "scenarios": _scenarios, "bench": _bench}[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return UserError.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

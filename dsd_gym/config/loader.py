@@ -1,0 +1,285 @@
+"""Load scenarios and profiles from YAML, apply ``--set`` overrides, validate, explain errors.
+
+A scenario is named (``configs/scenarios/<name>.yaml``) or given by path. Overrides are applied to the
+raw mapping before validation, so an override is checked exactly like the file it changes. Every
+failure is a :class:`~dsd_gym.errors.UserError` with one line naming the key, the value and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from dsd_gym.config import schema
+from dsd_gym.errors import UserError
+
+PROFILE_TABLES: dict[str, type[BaseModel]] = {
+    "hardware": schema.HardwareProfile,
+    "models": schema.ModelProfile,
+    "acceptance": schema.AcceptanceProfile,
+    "tasks": schema.TaskProfile,
+}
+
+
+def configs_dir() -> Path:
+    """The data folder: ``$DSD_GYM_CONFIGS`` or the repository's ``configs/``."""
+    env = os.environ.get("DSD_GYM_CONFIGS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise UserError(f"{path}{where}: {problem}; the file must be valid YAML") from None
+
+
+@functools.lru_cache(maxsize=4)
+def load_profiles(root: Path) -> dict[str, dict[str, BaseModel]]:
+    """Every profile table in ``root/profiles``, validated. Profiles carry their name."""
+    tables: dict[str, dict[str, BaseModel]] = {}
+    for table, cls in PROFILE_TABLES.items():
+        path = root / "profiles" / f"{table}.yaml"
+        raw = _read_yaml(path) or {}
+        if not isinstance(raw, dict):
+            raise UserError(f"{path}: expected a mapping of profile name to fields")
+        entries: dict[str, BaseModel] = {}
+        for name, fields in raw.items():
+            if not isinstance(fields, dict):
+                raise UserError(f"{path}: profile {name!r} must be a mapping of fields")
+            try:
+                entries[name] = cls.model_validate({"name": name, **fields})
+            except ValidationError as exc:
+                raise UserError(f"{path}: profile {name!r}: {explain(exc, cls)}") from None
+        tables[table] = entries
+    return tables
+
+
+def profile_contexts(root: Path) -> dict[str, dict[str, Any]]:
+    """The validation context: profile tables as the values a name resolves to."""
+    tables = load_profiles(root)
+    context: dict[str, dict[str, Any]] = {
+        table: {name: p for name, p in entries.items()} for table, entries in tables.items()
+    }
+    context["acceptance"] = {name: p.process for name, p in tables["acceptance"].items()}
+    return context
+
+
+def list_scenarios(root: Path | None = None) -> list[tuple[str, str]]:
+    """(name, one-line description) of every shipped scenario, sorted by name."""
+    root = root or configs_dir()
+    rows = []
+    for path in sorted((root / "scenarios").glob("*.yaml")):
+        raw = _read_yaml(path) or {}
+        description = str(raw.get("description", "")).strip().splitlines()
+        rows.append((path.stem, description[0] if description else ""))
+    return rows
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.0.c=value`` -> (["a", "b", "0", "c"], parsed YAML value)."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise UserError(f"override {text!r}: expected dotted.key=value, e.g. cloud.router=jsq")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        raise UserError(f"override {text!r}: the value is not valid YAML") from None
+    return key.split("."), parsed
+
+
+def apply_override(raw: dict[str, Any], text: str) -> None:
+    """Set one dotted key in the raw scenario mapping (lists are indexed by number)."""
+    path, value = parse_override(text)
+    node: Any = raw
+    for depth, part in enumerate(path):
+        last = depth == len(path) - 1
+        where = ".".join(path[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise UserError(
+                    f"override {text!r}: {where} is not an item of a list of {len(node)}; "
+                    f"allowed indices 0..{len(node) - 1}"
+                )
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+        else:
+            parent = ".".join(path[:depth])
+            raise UserError(f"override {text!r}: {parent} is a value ({node!r}), not a mapping or list")
+
+
+# --------------------------------------------------------------------------- validation errors
+
+_TAGS = {"kind", "dist"}
+
+
+def _union_members(tp: Any) -> list[Any]:
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _union_members(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(tp) for m in _union_members(arg)]
+    return [tp]
+
+
+def _allowed_keys(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """The field names of the model at ``loc`` (walking lists, unions and their tags)."""
+    candidates: list[Any] = [root]
+    for part in loc:
+        following: list[Any] = []
+        for tp in candidates:
+            for member in _union_members(tp):
+                if isinstance(part, int) and typing.get_origin(member) is list:
+                    following.extend(typing.get_args(member))
+                elif isinstance(member, type) and issubclass(member, BaseModel):
+                    if part in member.model_fields:
+                        following.append(member.model_fields[part].annotation)
+                    elif any(
+                        t in member.model_fields and member.model_fields[t].default == part
+                        for t in _TAGS
+                    ):
+                        following.append(member)
+                    else:
+                        tag = next(
+                            (t for t in _TAGS if t in member.model_fields), None
+                        )
+                        if tag and part in typing.get_args(member.model_fields[tag].annotation):
+                            following.append(member)
+        candidates = following
+    for tp in candidates:
+        for member in _union_members(tp):
+            if isinstance(member, type) and issubclass(member, BaseModel):
+                return sorted(member.model_fields)
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def explain(exc: ValidationError, root: type[BaseModel]) -> str:
+    """One line from the first validation error: key, value, what is allowed."""
+    err = exc.errors(include_url=False)[0]
+    loc = tuple(err["loc"])
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    kind, value = err["type"], err.get("input")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(root, loc[:-1])
+        hint = f"allowed keys: {', '.join(allowed)}" if allowed else "check the spelling"
+        return f"{key}: unknown key (value {_short(value)}); {hint}"
+    if kind == "missing":
+        return f"{key}: required key is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind == "union_tag_invalid":
+        return f"{key}: {_short(value)} is not a known kind; {msg}"
+    return f"{key}: value {_short(value)} is invalid: {msg}"
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def _resolve_paths(node: Any, bases: list[Path]) -> None:
+    """Make every relative ``path`` value absolute: next to the scenario first, then configs/."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "path" and isinstance(value, str) and not Path(value).is_absolute():
+                found = next((b / value for b in bases if (b / value).exists()), bases[-1] / value)
+                node[key] = str(found)
+            else:
+                _resolve_paths(value, bases)
+    elif isinstance(node, list):
+        for item in node:
+            _resolve_paths(item, bases)
+
+
+def scenario_path(name_or_path: str, root: Path | None = None) -> Path:
+    root = root or configs_dir()
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        if not candidate.exists():
+            raise UserError(f"scenario file {name_or_path!r}: no such file")
+        return candidate
+    named = root / "scenarios" / f"{name_or_path}.yaml"
+    if not named.exists():
+        names = ", ".join(n for n, _ in list_scenarios(root))
+        raise UserError(f"unknown scenario {name_or_path!r}; allowed: {names}, or a path to a .yaml file")
+    return named
+
+
+def load_scenario(
+    name_or_path: str, overrides: typing.Sequence[str] = (), root: Path | None = None
+) -> schema.Scenario:
+    """Read, override, validate and cross-check a scenario. Raises UserError on any problem."""
+    root = root or configs_dir()
+    path = scenario_path(name_or_path, root)
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a scenario must be a mapping of keys to values")
+    raw.setdefault("name", path.stem)
+    for text in overrides:
+        apply_override(raw, text)
+    _resolve_paths(raw, [path.parent.resolve(), root.resolve()])
+    try:
+        scenario = schema.Scenario.model_validate(raw, context={"profiles": profile_contexts(root)})
+    except ValidationError as exc:
+        raise UserError(f"scenario {raw.get('name')!r}: {explain(exc, schema.Scenario)}") from None
+    _check_files(scenario, root)
+    return scenario
+
+
+def _check_files(scenario: schema.Scenario, root: Path) -> None:
+    """Parse every referenced data file now, so a bad file fails at load, not mid-run."""
+    from dsd_gym.sim import traces
+
+    for group in [*scenario.devices, *scenario.cloud.targets]:
+        if isinstance(group.latency, schema.LookupLatency):
+            traces.load_latency_table(group.latency.path)
+    for group in scenario.devices:
+        if isinstance(group.link.delay, schema.TraceDelay):
+            traces.load_network_trace(group.link.delay.path)
+    if isinstance(scenario.workload, schema.TraceWorkload):
+        requests = traces.load_workload_trace(scenario.workload.path)
+        devices = {d.name for d in scenario.devices if d.policy is None}
+        profiles = load_profiles(root)["acceptance"]
+        for i, req in enumerate(requests):
+            if req.device is not None and req.device not in devices:
+                raise UserError(
+                    f"{scenario.workload.path}: request {i}: unknown device {req.device!r}; "
+                    f"allowed: {', '.join(sorted(devices))}"
+                )
+            if req.acceptance is not None and req.acceptance not in profiles:
+                raise UserError(
+                    f"{scenario.workload.path}: request {i}: unknown acceptance profile "
+                    f"{req.acceptance!r}; allowed: {', '.join(sorted(profiles))}"
+                )

@@ -1,0 +1,241 @@
+"""A session: one user on an edge device, serving its requests one at a time (DESIGN §3).
+
+A request's life: arrival -> prompt upload -> target prefill (the edge prefills its draft in
+parallel) -> first token at the edge (TTFT) -> decode rounds until its output length is committed.
+Before each round the session asks its controller for a decision; every round commits A + 1 tokens.
+
+Per distributed round the session spends three simulation events (draft done, uplink delivered,
+response delivered); the link and the edge device are FIFO servers computed arithmetically.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generator
+
+import simpy
+from simpy.core import NORMAL
+
+from dsd_gym.sim.cloud import Job, JobKind
+from dsd_gym.sim.controller import Decision, Mode
+from dsd_gym.sim.records import Request, RoundRecord
+
+if TYPE_CHECKING:
+    from dsd_gym.sim.system import EdgeDevice, Simulation
+
+LOST = object()  # the value a session wakes with when its job was lost (timed out)
+
+
+def _trigger(env: simpy.Environment, event: simpy.Event, delay: float, value: Any) -> None:
+    """Succeed ``event`` ``delay`` seconds from now: what ``Timeout`` does, for an existing event."""
+    event._ok = True
+    event._value = value
+    env.schedule(event, NORMAL, delay)
+
+
+class Session:
+    """One user. ``telemetry`` is the edge-observable feature tracker (or None when unused)."""
+
+    def __init__(
+        self,
+        sim: Simulation,
+        sid: int,
+        device: EdgeDevice,
+        controller: Any,
+        telemetry: Any,
+        acceptance: Any,
+        background: bool,
+    ) -> None:
+        self.sim = sim
+        self.env = sim.env
+        self.sid = sid
+        self.device = device
+        self.link = device.link
+        self.controller = controller
+        self.telemetry = telemetry
+        self.acceptance = acceptance
+        self.background = background
+        self.request: Request | None = None
+        self._pending: simpy.Event | None = None
+        self._pending_job: Job | None = None
+        self.rounds = 0
+        self.last_decision: Decision | None = None
+        payload = sim.scenario.payload
+        self._header = payload.header_bytes
+        self._token_bytes = payload.token_bytes
+        self._draft_bytes = payload.draft_token_bytes
+        self._reply_bytes = payload.header_bytes + payload.server_telemetry_bytes
+        self._timeout_s = sim.scenario.cloud.request_timeout_ms / 1e3
+        self._choices = frozenset(sim.scenario.control.window_choices)
+        self._modes = frozenset(Mode.parse(m) for m in sim.scenario.control.modes)
+
+    # -- callbacks from the target ---------------------------------------------------------------
+
+    def on_job_done(self, job: Job) -> None:
+        """The target finished our job: its response travels down the link (if the edge waits)."""
+        if job is not self._pending_job:
+            return
+        now = self.env.now
+        delay = 0.0
+        if job.kind == JobKind.VERIFY or job.kind == JobKind.PREFILL:
+            delay = self.link.send_down(now, job.response_bytes) - now
+        _trigger(self.env, self._pending, delay, job)
+
+    def on_job_lost(self, job: Job) -> None:
+        """Our job died with its target: the edge notices when its request times out."""
+        if job is not self._pending_job:
+            return
+        delay = max(0.0, job.sent_s + self._timeout_s - self.env.now)
+        _trigger(self.env, self._pending, delay, LOST)
+
+    def _wait(self, job: Job) -> simpy.Event:
+        self._pending = self.env.event()
+        self._pending_job = job
+        return self._pending
+
+    # -- a request's life ----------------------------------------------------------------------
+
+    def serve(self, req: Request) -> Generator[simpy.Event, Any, None]:
+        self.request = req
+        sim = self.sim
+        sim.active += 1
+        yield from self._prefill(req)
+        while req.committed < req.output_tokens:
+            decision = self.controller.decide(self)
+            if not isinstance(decision, Decision):
+                decision = yield decision
+            if decision.mode not in self._modes or (
+                decision.mode != Mode.AUTOREGRESSIVE and decision.gamma not in self._choices
+            ):
+                raise ValueError(
+                    f"controller decided {decision}; allowed modes {sorted(m.name for m in self._modes)} "
+                    f"and windows {sorted(self._choices)}"
+                )
+            self.last_decision = decision
+            if decision.mode == Mode.DISTRIBUTED:
+                ok = yield from self._distributed_round(req, decision.gamma)
+            else:
+                ok = yield from self._cloud_round(req, decision)
+            if not ok:
+                req.reprefills += 1
+                yield from self._prefill(req)
+        req.done_s = req.last_token_s
+        sim.active -= 1
+        sim.metrics.on_request_done(req, self)
+        self.request = None
+
+    def _prefill(self, req: Request) -> Generator[simpy.Event, Any, None]:
+        """Upload the context and prefill it on a healthy target (again, after a failure)."""
+        env, sim = self.env, self.sim
+        device = self.device
+        context = req.prompt_tokens + req.committed
+        if req.committed == 0:
+            start = max(env.now, device.busy_until)
+            device.busy_until = start + device.cost.prefill_s(req.prompt_tokens)
+            req.draft_pos = 0
+        while True:
+            target = sim.router.pick()
+            if target is None:
+                yield env.timeout(self._timeout_s)
+                continue
+            sent = env.now
+            arrive = self.link.send_up(sent, self._header + context * self._token_bytes)
+            yield env.timeout(arrive - sent)
+            job = Job(JobKind.PREFILL, context, 0, owner=self, epoch=target.epoch, sent_s=sent)
+            job.response_bytes = self._reply_bytes + self._token_bytes
+            waiting = self._wait(job)
+            target.submit(job)
+            result = yield waiting
+            if result is not LOST:
+                break
+        req.target = target
+        req.kv_epoch = job.epoch
+        if req.committed == 0:
+            req.committed = 1  # the prefill's own output token
+            req.first_token_s = env.now
+            req.last_token_s = env.now
+            sim.metrics.on_tokens(self, env.now, 1)
+
+    def _distributed_round(self, req: Request, gamma: int) -> Generator[simpy.Event, Any, bool]:
+        env = self.env
+        if req.last_token_s > env.now:  # the edge has not yet received streamed tokens
+            yield env.timeout(req.last_token_s - env.now)
+        start = env.now
+        device = self.device
+        position = req.committed
+        context = req.prompt_tokens + position
+        draft_s = device.cost.sequential_s(gamma, context)
+        behind = position - req.draft_pos
+        if behind > 1:  # tokens committed by the cloud since the draft last ran
+            draft_s += device.cost.prefill_s(behind - 1, context - behind)
+        draft_end = (start if start > device.busy_until else device.busy_until) + draft_s
+        device.busy_until = draft_end
+        yield env.timeout(draft_end - start)
+        sent = env.now
+        arrive = self.link.send_up(sent, self._header + gamma * self._draft_bytes)
+        yield env.timeout(arrive - sent)
+        accepted = req.path.accepted_count(position, gamma)
+        job = Job(JobKind.VERIFY, gamma + 1, context, gamma, self, req.kv_epoch, sent)
+        job.response_bytes = self._reply_bytes + (accepted + 1) * self._token_bytes
+        waiting = self._wait(job)
+        req.target.submit(job)
+        result = yield waiting
+        if result is LOST:
+            return False
+        end = env.now
+        committed = min(accepted + 1, req.output_tokens - position)
+        req.committed += committed
+        req.draft_pos = req.committed
+        req.last_token_s = end
+        self._record(
+            req, Mode.DISTRIBUTED, gamma, accepted, committed, position, start, end,
+            draft_end - start, arrive - sent, job.started_s - arrive, job.done_s - job.started_s,
+            end - job.done_s, job, context,
+        )
+        return True
+
+    def _cloud_round(self, req: Request, decision: Decision) -> Generator[simpy.Event, Any, bool]:
+        """Fused or autoregressive: the round runs at the cloud; tokens stream to the edge."""
+        env = self.env
+        start = env.now
+        position = req.committed
+        context = req.prompt_tokens + position
+        if decision.mode == Mode.FUSED:
+            gamma = decision.gamma
+            accepted = req.path.accepted_count(position, gamma)
+            job = Job(JobKind.FUSED, gamma + 1, context, gamma, self, req.kv_epoch, start)
+        else:
+            gamma = accepted = 0
+            job = Job(JobKind.DECODE, 1, context, 0, self, req.kv_epoch, start)
+        waiting = self._wait(job)
+        req.target.submit(job)
+        result = yield waiting
+        if result is LOST:
+            return False
+        end = env.now
+        committed = min(accepted + 1, req.output_tokens - position)
+        req.committed += committed
+        req.last_token_s = self.link.send_down(end, self._header + committed * self._token_bytes)
+        self._record(
+            req, decision.mode, gamma, accepted, committed, position, start, end,
+            0.0, 0.0, job.started_s - start, job.done_s - job.started_s, 0.0, job, context,
+        )
+        return True
+
+    def _record(
+        self, req: Request, mode: Mode, gamma: int, accepted: int, committed: int, position: int,
+        start: float, end: float, draft_s: float, uplink_s: float, queue_s: float, verify_s: float,
+        downlink_s: float, job: Job, context: int,
+    ) -> None:  # fmt: skip
+        record = RoundRecord(
+            self.sid, req.rid, int(mode), gamma, accepted, committed, position, start, end,
+            draft_s, uplink_s, queue_s, verify_s, downlink_s, job.queue_depth, job.batch_size,
+            context,
+        )
+        req.rounds += 1
+        self.rounds += 1
+        if self.telemetry is not None:
+            self.telemetry.update(record)
+        self.sim.metrics.on_round(record, self)
+        self.sim.metrics.on_tokens(self, req.last_token_s, committed)
+        if self.sim.round_hook is not None:
+            self.sim.round_hook(record, self)

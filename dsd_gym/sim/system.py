@@ -1,0 +1,238 @@
+"""The whole simulated system, built from a scenario: devices, links, targets, router, workload.
+
+>>> from dsd_gym.config import load_scenario
+>>> from dsd_gym.controllers import FixedController
+>>> from dsd_gym.sim import Decision, Simulation
+>>> sim = Simulation(load_scenario("ideal"), lambda group: FixedController(Decision(4)))
+>>> summary = sim.run()
+>>> round(summary["tokens_per_round"], 1)  # (1 − 0.7^5) / (1 − 0.7) = 2.77 at α = 0.7
+2.8
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Generator
+
+import simpy
+
+from dsd_gym.sim.acceptance import acceptance_path
+from dsd_gym.sim.cloud import BackgroundStream, Router, Target
+from dsd_gym.sim.controller import Controller
+from dsd_gym.sim.distributions import sample, sample_tokens
+from dsd_gym.sim.latency import cloud_draft_cost, edge_draft_cost, target_cost
+from dsd_gym.sim.metrics import Metrics
+from dsd_gym.sim.network import Link, delay_process
+from dsd_gym.sim.records import Request, RoundRecord
+from dsd_gym.sim.session import Session
+from dsd_gym.sim.streams import Stream, Streams
+from dsd_gym.sim.traces import load_workload_trace
+
+if TYPE_CHECKING:
+    from dsd_gym.config.schema import DeviceGroup, Scenario
+
+
+class EdgeDevice:
+    """One edge device: its draft model is a FIFO server shared by the device's sessions."""
+
+    __slots__ = ("index", "name", "group", "cost", "link", "busy_until")
+
+    def __init__(self, index: int, group: DeviceGroup, cost: Any, link: Link) -> None:
+        self.index = index
+        self.name = f"{group.name}[{index}]"
+        self.group = group
+        self.cost = cost
+        self.link = link
+        self.busy_until = 0.0
+
+
+class Simulation:
+    """One run of one scenario under one seed.
+
+    ``controllers(group)`` builds the controller of every new session on a device of ``group``;
+    ``telemetry(scenario)`` builds a session's feature tracker (None: no telemetry, fastest);
+    ``round_hook(record, session)`` sees every round (tests and the env use it);
+    ``acceptance_profiles`` maps profile names used by a workload trace to their processes.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        controllers: Callable[[DeviceGroup], Controller],
+        seed: int | None = None,
+        telemetry: Callable[[Scenario], Any] | None = None,
+        round_hook: Callable[[RoundRecord, Session], None] | None = None,
+        acceptance_profiles: dict[str, Any] | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else int(seed)
+        self.controllers = controllers
+        self.telemetry = telemetry
+        self.round_hook = round_hook
+        self.acceptance_profiles = acceptance_profiles or {}
+        self.env = simpy.Environment()
+        self.streams = Streams(self.seed)
+        self.metrics = Metrics(
+            scenario.warmup_s, scenario.duration_s, scenario.slo.ttft_ms / 1e3, scenario.slo.tpot_ms / 1e3
+        )
+        self.path_margin = max(scenario.control.window_choices) + 1
+        self.sessions: list[Session] = []  # the closed-loop sessions (open-loop ones come and go)
+        self.arrived = 0
+        self.active = 0  # requests arrived and not yet complete
+        self._next_sid = 0
+        self._build_cloud()
+        self._build_devices()
+        self._start_workload()
+
+    # -- construction --------------------------------------------------------------------------
+
+    def _build_cloud(self) -> None:
+        cloud, streams = self.scenario.cloud, self.streams
+        self.targets: list[Target] = []
+        for group in cloud.targets:
+            cost, draft = target_cost(group), cloud_draft_cost(group)
+            for _ in range(group.count):
+                i = len(self.targets)
+                background = None
+                if cloud.background.kind == "stochastic":
+                    background = BackgroundStream(cloud.background, streams.rng(Stream.BACKGROUND, i))
+                self.targets.append(
+                    Target(
+                        self.env, i, group, cost, draft, self.metrics, background,
+                        streams.rng(Stream.FAILURES, i),
+                    )
+                )
+        self.router = Router(cloud.router, self.targets, streams.rng(Stream.ROUTER))
+
+    def _build_devices(self) -> None:
+        streams = self.streams
+        self.devices: list[EdgeDevice] = []
+        for group in self.scenario.devices:
+            cost = edge_draft_cost(group)
+            for _ in range(group.count):
+                i = len(self.devices)
+                delay = delay_process(group.link, streams.rng(Stream.NETWORK, i))
+                link = Link(group.link, delay, streams.rng(Stream.LOSS_UP, i), streams.rng(Stream.LOSS_DOWN, i))
+                self.devices.append(EdgeDevice(i, group, cost, link))
+        self.foreground_devices = [d for d in self.devices if d.group.policy is None]
+
+    def _new_session(self, device: EdgeDevice, keep: bool = True) -> Session:
+        group = device.group
+        acceptance = group.acceptance or self.scenario.acceptance
+        telemetry = self.telemetry(self.scenario) if self.telemetry is not None else None
+        session = Session(
+            self, self._next_sid, device, self.controllers(group), telemetry, acceptance,
+            background=group.policy is not None,
+        )
+        self._next_sid += 1
+        if keep:
+            self.sessions.append(session)
+        return session
+
+    def _request(self, session: Session, key: tuple[int, ...], arrival: float, prompt: int, output: int,
+                 process: Any = None) -> Request:  # fmt: skip
+        self.arrived += 1
+        path = acceptance_path(
+            process or session.acceptance, output + self.path_margin,
+            self.streams.rng(Stream.ACCEPTANCE, *key),
+        )
+        return Request(self.arrived - 1, session.sid, arrival, prompt, output, path)
+
+    # -- workloads -----------------------------------------------------------------------------
+
+    def _start_workload(self) -> None:
+        workload = self.scenario.workload
+        for device in self.devices:
+            background = device.group.policy is not None
+            if workload.kind == "closed_loop" or background:
+                for _ in range(device.group.sessions):
+                    self.env.process(self._closed_loop(self._new_session(device)))
+        if workload.kind == "poisson":
+            self.env.process(self._poisson(workload))
+        elif workload.kind == "trace":
+            self.env.process(self._trace(workload))
+
+    def _task(self) -> Any:
+        workload = self.scenario.workload
+        if workload.kind == "trace":
+            raise ValueError("background device groups need a task; a trace workload has none")
+        return workload.task
+
+    def _think(self) -> Any:
+        workload = self.scenario.workload
+        return workload.think_time_s if workload.kind == "closed_loop" else None
+
+    def _closed_loop(self, session: Session) -> Generator[simpy.Event, Any, None]:
+        """Think, request, wait for the answer, repeat. The first think staggers the start."""
+        env, task, think = self.env, self._task(), self._think()
+        lengths = self.streams.rng(Stream.LENGTHS, session.sid)
+        thinking = self.streams.rng(Stream.THINK, session.sid)
+        k = 0
+        while True:
+            if think is not None:
+                yield env.timeout(sample(think, thinking))
+            prompt = sample_tokens(task.prompt_tokens, lengths)
+            output = sample_tokens(task.output_tokens, lengths)
+            req = self._request(session, (session.sid, k), env.now, prompt, output)
+            yield from session.serve(req)
+            k += 1
+
+    def _poisson(self, workload: Any) -> Generator[simpy.Event, Any, None]:
+        """Open loop: each arrival is a new one-request session on a random foreground device."""
+        env, rng = self.env, self.streams.rng(Stream.ARRIVALS)
+        devices = self.foreground_devices
+        i = 0
+        while True:
+            yield env.timeout(float(rng.exponential(1.0 / workload.rate_per_s)))
+            device = devices[int(rng.integers(len(devices)))]
+            prompt = sample_tokens(workload.task.prompt_tokens, rng)
+            output = sample_tokens(workload.task.output_tokens, rng)
+            session = self._new_session(device, keep=False)
+            env.process(session.serve(self._request(session, (i,), env.now, prompt, output)))
+            i += 1
+
+    def _trace(self, workload: Any) -> Generator[simpy.Event, Any, None]:
+        env, rng = self.env, self.streams.rng(Stream.ARRIVALS)
+        by_group: dict[str, list[EdgeDevice]] = {}
+        for device in self.foreground_devices:
+            by_group.setdefault(device.group.name, []).append(device)
+        turn = {name: 0 for name in by_group}
+        for i, row in enumerate(load_workload_trace(workload.path)):
+            at = row.arrival_s * workload.time_scale
+            if at >= self.scenario.duration_s:
+                return
+            if at > env.now:
+                yield env.timeout(at - env.now)
+            if row.device is None:
+                device = self.foreground_devices[int(rng.integers(len(self.foreground_devices)))]
+            else:
+                pool = by_group[row.device]
+                device = pool[turn[row.device] % len(pool)]
+                turn[row.device] += 1
+            process = self.acceptance_profiles.get(row.acceptance) if row.acceptance else None
+            session = self._new_session(device, keep=False)
+            req = self._request(session, (i,), env.now, row.prompt_tokens, row.output_tokens, process)
+            env.process(session.serve(req))
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run(self, until: float | None = None) -> dict[str, Any]:
+        """Run to ``until`` (default: the scenario's duration) and return the summary."""
+        self.env.run(until=self.scenario.duration_s if until is None else until)
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        up = sum(d.link.up.bytes for d in self.devices)
+        down = sum(d.link.down.bytes for d in self.devices)
+        retransmissions = sum(d.link.up.retransmissions + d.link.down.retransmissions for d in self.devices)
+        return self.metrics.summary(
+            len(self.targets),
+            {
+                "scenario": self.scenario.name,
+                "seed": self.seed,
+                "arrived_requests": self.arrived,
+                "in_flight_requests": self.active,
+                "uplink_bytes": up,
+                "downlink_bytes": down,
+                "retransmissions": retransmissions,
+            },
+        )

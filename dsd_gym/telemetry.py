@@ -1,0 +1,133 @@
+"""The edge-observable telemetry vector: ONE definition (DESIGN §4).
+
+The simulator's sessions, the Gymnasium env's observation, the WC-DNN's input and the exported
+controller's input are all this vector, in this order. Every feature is something a real edge
+runtime can measure from its own clock and the server's reply: the round time, the network part of
+it (round − draft − server-reported time), server-reported queue depth, batch size and server time,
+accepted/drafted counts, the last decision, draft speed and context length.
+
+Values are in the units named below, clipped to ``[low, high]``; ``scale`` divides a feature for
+neural-network inputs (``normalized()``). Smoothed features are exponentially weighted moving
+averages with weight ``smoothing`` on the newest round.
+
+>>> tracker = TelemetryTracker()
+>>> tracker.vector().shape == (len(FEATURES),)
+True
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from dsd_gym.sim.records import RoundRecord
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    unit: str
+    low: float
+    high: float
+    scale: float
+    description: str
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("round_ms", "ms", 0.0, 60_000.0, 100.0, "duration of the last round at the edge"),
+    Feature("round_ms_ewma", "ms", 0.0, 60_000.0, 100.0, "smoothed round duration"),
+    Feature("rtt_ms", "ms", 0.0, 30_000.0, 100.0, "last network time: round − draft − server time"),
+    Feature("rtt_ms_ewma", "ms", 0.0, 30_000.0, 100.0, "smoothed network time"),
+    Feature("rtt_jitter_ms", "ms", 0.0, 30_000.0, 10.0, "smoothed |rtt − smoothed rtt|"),
+    Feature("queue_depth", "jobs", 0.0, 10_000.0, 10.0, "server-reported queue depth on arrival"),
+    Feature("batch_size", "seqs", 0.0, 10_000.0, 10.0, "server-reported batch size of the verify"),
+    Feature("server_ms", "ms", 0.0, 60_000.0, 100.0, "server-reported queue + verify time"),
+    Feature("server_ms_ewma", "ms", 0.0, 60_000.0, 100.0, "smoothed server time"),
+    Feature("accepted", "tokens", 0.0, 256.0, 8.0, "draft tokens accepted in the last round"),
+    Feature("drafted", "tokens", 0.0, 256.0, 8.0, "draft tokens proposed in the last round"),
+    Feature("acceptance_ewma", "ratio", 0.0, 1.0, 1.0, "smoothed accepted / smoothed drafted"),
+    Feature("last_gamma", "tokens", 0.0, 256.0, 8.0, "window of the last round"),
+    Feature("last_mode", "enum", 0.0, 2.0, 1.0, "0 distributed, 1 fused, 2 autoregressive"),
+    Feature("draft_ms_per_token", "ms", 0.0, 10_000.0, 10.0, "smoothed edge draft time per token"),
+    Feature("context_tokens", "tokens", 0.0, 1_000_000.0, 1000.0, "prompt + committed tokens"),
+)
+NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+INDEX: dict[str, int] = {name: i for i, name in enumerate(NAMES)}
+LOW = np.array([f.low for f in FEATURES], dtype=np.float32)
+HIGH = np.array([f.high for f in FEATURES], dtype=np.float32)
+SCALE = np.array([f.scale for f in FEATURES], dtype=np.float32)
+
+
+class TelemetryTracker:
+    """Keeps one session's features up to date, one ``update`` per round.
+
+    The per-round work is plain float arithmetic; the numpy vector is built only when asked for.
+    ``history`` past vectors are kept (newest last) for controllers that look back.
+    """
+
+    def __init__(self, smoothing: float = 0.2, history: int = 0) -> None:
+        if not 0.0 < smoothing <= 1.0:
+            raise ValueError(f"smoothing must be in (0, 1]; got {smoothing}")
+        self.smoothing = smoothing
+        self.values = [0.0] * len(FEATURES)
+        self._accepted_ewma = 0.0
+        self._drafted_ewma = 0.0
+        self.rounds = 0
+        self.history: deque[tuple[float, ...]] = deque(maxlen=history) if history > 0 else None
+
+    def update(self, r: RoundRecord) -> None:
+        v, w = self.values, self.smoothing
+        first = self.rounds == 0
+        round_ms = 1e3 * (r.end_s - r.start_s)
+        server_ms = 1e3 * (r.queue_s + r.verify_s)
+        draft_ms = 1e3 * r.draft_s
+        rtt_ms = max(0.0, round_ms - draft_ms - server_ms)
+        v[0] = round_ms
+        v[1] = round_ms if first else v[1] + w * (round_ms - v[1])
+        v[2] = rtt_ms
+        v[4] = 0.0 if first else v[4] + w * (abs(rtt_ms - v[3]) - v[4])
+        v[3] = rtt_ms if first else v[3] + w * (rtt_ms - v[3])
+        v[5] = float(r.queue_depth)
+        v[6] = float(r.batch_size)
+        v[7] = server_ms
+        v[8] = server_ms if first else v[8] + w * (server_ms - v[8])
+        v[9] = float(r.accepted)
+        v[10] = float(r.gamma)
+        if r.gamma > 0:
+            if self._drafted_ewma == 0.0:
+                self._accepted_ewma, self._drafted_ewma = float(r.accepted), float(r.gamma)
+            else:
+                self._accepted_ewma += w * (r.accepted - self._accepted_ewma)
+                self._drafted_ewma += w * (r.gamma - self._drafted_ewma)
+            v[11] = self._accepted_ewma / self._drafted_ewma
+        v[12] = float(r.gamma)
+        v[13] = float(r.mode)
+        if r.draft_s > 0.0 and r.gamma > 0:
+            per_token = draft_ms / r.gamma
+            v[14] = per_token if v[14] == 0.0 else v[14] + w * (per_token - v[14])
+        v[15] = float(r.context + r.committed)
+        self.rounds += 1
+        if self.history is not None:
+            self.history.append(tuple(v))
+
+    def vector(self) -> np.ndarray:
+        """The features in raw units, float32, clipped to their bounds."""
+        return np.clip(np.asarray(self.values, dtype=np.float32), LOW, HIGH)
+
+    def normalized(self) -> np.ndarray:
+        return self.vector() / SCALE
+
+    def __getitem__(self, name: str) -> float:
+        return self.values[INDEX[name]]
+
+
+def table() -> str:
+    """The features as a Markdown table (index, name, unit, min, max, description)."""
+    rows = ["| index | name | unit | min | max | description |", "|---|---|---|---|---|---|"]
+    for i, f in enumerate(FEATURES):
+        rows.append(f"| {i} | `{f.name}` | {f.unit} | {f.low:g} | {f.high:g} | {f.description} |")
+    return "\n".join(rows)

@@ -1,0 +1,1 @@
+"""WC-DNN window regressor and Adaptive Window Control (issue #5)."""
