@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from bisect import bisect_left, bisect_right
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
@@ -80,54 +81,82 @@ class Job:
 
 
 class BackgroundStream:
-    """Poisson verify and prefill jobs from other tenants, drawn in blocks from its own stream."""
+    """Poisson verify and prefill jobs from other tenants, drawn in blocks from its own stream.
+
+    Arrivals live in plain lists read through ``head``; a verify job never becomes an object (it
+    only takes a batch slot and tokens), which keeps heavy background load cheap to simulate.
+    """
 
     BLOCK = 2048
 
     def __init__(self, spec: Any, rng: np.random.Generator) -> None:
         self.spec = spec
         self.rng = rng
+        self.verify_tokens = spec.verify_tokens
         self.rate = spec.verify_rate_per_s + spec.prefill_rate_per_s
         self.p_prefill = spec.prefill_rate_per_s / self.rate if self.rate > 0 else 0.0
-        self._times: list[float] = []
-        self._kinds: list[bool] = []
-        self._sizes: list[int] = []
-        self._i = 0
+        self.times: list[float] = []
+        self.prefill: list[bool] = []
+        self.sizes: list[int] = []  # context tokens of a verify, prompt tokens of a prefill
+        self.head = 0
         self._clock = 0.0
-        self.next_s = float("inf")
-        if self.rate > 0:
-            self._refill()
+        self._extend()
 
-    def _refill(self) -> None:
+    def _extend(self) -> None:
+        """Append a block of arrivals (an infinite arrival time when the rate is zero)."""
+        if self.head >= self.BLOCK:  # forget what has been served
+            del self.times[: self.head], self.prefill[: self.head], self.sizes[: self.head]
+            self.head = 0
+        if self.rate == 0:
+            self.times.append(float("inf"))
+            self.prefill.append(False)
+            self.sizes.append(0)
+            return
         n, rng, spec = self.BLOCK, self.rng, self.spec
         times = self._clock + np.cumsum(rng.exponential(1.0 / self.rate, n))
         prefill = rng.random(n) < self.p_prefill
         context = np.maximum(1, np.rint(sample_many(spec.context_tokens, rng, n)))
         prompt = np.maximum(1, np.rint(sample_many(spec.prefill_tokens, rng, n)))
-        self._times = times.tolist()
-        self._kinds = prefill.tolist()
-        self._sizes = np.where(prefill, prompt, context).astype(int).tolist()
-        self._clock = self._times[-1]
-        self._i = 0
-        self.next_s = self._times[0]
+        self.times.extend(times.tolist())
+        self.prefill.extend(prefill.tolist())
+        self.sizes.extend(np.where(prefill, prompt, context).astype(int).tolist())
+        self._clock = self.times[-1]
 
-    def pop_due(self, now: float) -> list[Job]:
-        """Every background job that has arrived by ``now``, in arrival order."""
-        jobs = []
-        while self.next_s <= now:
-            i = self._i
-            if self._kinds[i]:
-                job = Job(JobKind.BACKGROUND_PREFILL, self._sizes[i], 0)
-            else:
-                job = Job(JobKind.BACKGROUND_VERIFY, self.spec.verify_tokens, self._sizes[i])
-            job.arrived_s = self._times[i]
-            jobs.append(job)
-            self._i = i + 1
-            if self._i == len(self._times):
-                self._refill()
-            else:
-                self.next_s = self._times[self._i]
-        return jobs
+    def next_s(self) -> float:
+        """Arrival time of the next unserved job."""
+        if self.head + 1 >= len(self.times):
+            self._extend()
+        return self.times[self.head]
+
+    def take_verifies(self, now: float, before_s: float, most: int) -> tuple[int, int]:
+        """Serve up to ``most`` due verify arrivals in a row (those before ``before_s``).
+
+        Returns (jobs taken, their summed context tokens); stops at a prefill arrival.
+        """
+        times, head = self.times, self.head
+        while times[-1] <= now:
+            self._extend()
+            times, head = self.times, self.head
+        end = min(bisect_right(times, now, head), bisect_left(times, before_s, head), head + most)
+        try:
+            end = self.prefill.index(True, head, end)
+        except ValueError:
+            pass
+        self.head = end
+        return end - head, sum(self.sizes[head:end])
+
+    def skip_until(self, now: float) -> None:
+        """Refuse every arrival up to ``now`` (the target was down)."""
+        while self.next_s() <= now:
+            self.head += 1
+
+    def prefill_job(self) -> Job:
+        """Turn the head arrival (a prefill) into a job: prefills may take several iterations."""
+        i = self.head
+        job = Job(JobKind.BACKGROUND_PREFILL, self.sizes[i], 0)
+        job.arrived_s = self.times[i]
+        self.head = i + 1
+        return job
 
 
 class Target:
@@ -184,21 +213,37 @@ class Target:
     # -- the batcher ---------------------------------------------------------------------------
 
     def _start(self) -> None:
-        env, queue = self.env, self.queue
+        """Form the next batch: queued jobs and due background arrivals, oldest first."""
+        env, queue, background = self.env, self.queue, self.background
         now = env.now
-        if self.background is not None and self.background.next_s <= now:
-            for job in self.background.pop_due(now):
-                heapq.heappush(queue, (job.arrived_s, next(self._seq), job))
-        if not queue:
-            self.busy = False
-            self._schedule_wake()
-            return
+        inf = float("inf")
         budget, slots = self.max_batch_tokens, self.max_batch_size
         batch: list[tuple[Job, int]] = []
-        n_tokens = context_sum = 0
+        background_verifies = n_tokens = context_sum = 0
         attention = 0.0
         fused = False
-        while queue and slots > 0 and budget > 0:
+        while slots > 0 and budget > 0:
+            queued_s = queue[0][0] if queue else inf
+            if background is not None:
+                arrival = background.next_s()
+                if arrival <= now and arrival < queued_s:
+                    if background.prefill[background.head]:
+                        job = background.prefill_job()
+                        heapq.heappush(queue, (job.arrived_s, next(self._seq), job))
+                        continue
+                    take = background.verify_tokens
+                    k, context = background.take_verifies(now, queued_s, min(slots, budget // take))
+                    if k == 0:
+                        break
+                    background_verifies += k
+                    slots -= k
+                    budget -= k * take
+                    n_tokens += k * take
+                    context_sum += context
+                    attention += take * (context + k * (take + 1) / 2)
+                    continue
+            if not queue:
+                break
             job = queue[0][2]
             if job.kind == JobKind.PREFILL or job.kind == JobKind.BACKGROUND_PREFILL:
                 take = min(job.tokens, budget, self.chunk)
@@ -216,14 +261,19 @@ class Target:
             context_sum += job.context
             attention += take * (job.context + (take + 1) / 2)
             fused = fused or job.kind == JobKind.FUSED
-        duration = self.cost.iteration_s(len(batch), n_tokens, context_sum, attention)
+        size = len(batch) + background_verifies
+        if size == 0:
+            self.busy = False
+            self._schedule_wake()
+            return
+        duration = self.cost.iteration_s(size, n_tokens, context_sum, attention)
         if fused:
             duration += self._cloud_draft_s(batch)
         self.batch = batch
         self.busy = True
-        self.metrics.on_iteration(self, now, duration, len(batch), n_tokens)
+        self.metrics.on_iteration(self, now, duration, size, n_tokens, background_verifies)
         epoch = self.epoch
-        env.timeout(duration).callbacks.append(lambda _e: self._finish(epoch))
+        env.timeout(duration).callbacks.append(lambda _e: self._finish(epoch, size))
 
     def _cloud_draft_s(self, batch: list[tuple[Job, int]]) -> float:
         """The fused jobs' draft passes: pass k batches every fused job with γ >= k."""
@@ -235,12 +285,11 @@ class Target:
             total += self.draft_cost.iteration_s(len(live), len(live), context, context + len(live))
         return total
 
-    def _finish(self, epoch: int) -> None:
+    def _finish(self, epoch: int, size: int) -> None:
         if epoch != self.epoch:
             return  # the target failed during this iteration; its jobs are already dropped
         now = self.env.now
         batch, self.batch = self.batch, []
-        size = len(batch)
         for job, take in batch:
             job.tokens -= take
             if job.tokens > 0:
@@ -250,15 +299,13 @@ class Target:
             job.batch_size = size
             if job.owner is not None:
                 job.owner.on_job_done(job)
-            else:
-                self.metrics.on_background_job(job)
         self._start()
 
     def _schedule_wake(self) -> None:
         """While idle, the next background arrival must start an iteration by itself."""
         if self.background is None or not self.up:
             return
-        at = self.background.next_s
+        at = self.background.next_s()
         if at == self._wake_at or at == float("inf"):
             return
         self._wake_at = at
@@ -289,7 +336,7 @@ class Target:
             yield self.env.timeout(float(rng.exponential(group.mttr_s)))
             self.up = True
             if self.background is not None:
-                self.background.pop_due(self.env.now)  # arrivals while down were refused
+                self.background.skip_until(self.env.now)  # arrivals while down were refused
             self._start()
 
 

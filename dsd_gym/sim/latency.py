@@ -45,7 +45,7 @@ class Roofline:
     FLOPs = 2·P·N + 4·layers·heads·head_dim·NC (weight matmuls, then QKᵀ and AV);
     bytes = P·bytes_per_weight (weights read once per iteration, shared by the whole batch)
     + kv_bytes_per_token·(C + N) (KV cache read, new entries written). Tensor parallelism over
-    ``tp`` GPUs divides both and adds two all-reduces per layer (ring: 2·(tp−1)/tp of the
+    ``tp`` GPUs divides both and adds two all-reduces per layer (ring: 2·(tp-1)/tp of the
     activations over the interconnect, plus a fixed latency). ``B`` does not appear: per-sequence
     costs are all in ``C`` and ``NC``.
     """
@@ -67,8 +67,8 @@ class Roofline:
         if tp > 1:
             if hardware.interconnect_gbps is None:
                 raise ValueError(
-                    f"hardware {hardware.name!r}: tensor_parallel={tp} needs interconnect_gbps in its "
-                    "profile (the all-reduce bandwidth)"
+                    f"hardware {hardware.name!r}: tensor_parallel={tp} needs interconnect_gbps "
+                    "(the all-reduce bandwidth) in its profile"
                 )
             ring = 2.0 * (tp - 1) / tp
             ar_fixed_s = 2 * model.layers * hardware.allreduce_latency_us * 1e-6
@@ -99,7 +99,7 @@ class Roofline:
         m = self._per_kv_s
         c0 = self._per_token_s + a * (context + 1)  # compute time of step k: c0 + a·k
         m0 = self._weights_s + m * (context + 1)  # memory time of step k: m0 + m·k
-        # d(k) = compute − memory = (c0 − m0) + (a − m)·k; compute-bound where d(k) > 0.
+        # d(k) = compute - memory = (c0 - m0) + (a - m)·k; compute-bound where d(k) > 0.
         d0, slope = c0 - m0, a - m
         if slope > 0.0:  # memory-bound first, compute-bound from step `split` on
             x = -d0 / slope
@@ -188,7 +188,7 @@ def cloud_draft_cost(group: TargetGroup) -> ForwardCost | None:
 
 
 def edge_draft_cost(group: DeviceGroup) -> ForwardCost:
-    """The draft model's cost on the edge device; a lookup table on a device group is the draft's."""
+    """The draft model's cost on the device (a lookup table on a device group is the draft's)."""
     spec = group.latency
     if spec.kind == "constant":
         return ConstantCost(spec.forward_ms, spec.per_token_ms)

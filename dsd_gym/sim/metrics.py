@@ -25,7 +25,7 @@ import numpy as np
 from dsd_gym.sim.controller import Mode
 
 if TYPE_CHECKING:
-    from dsd_gym.sim.cloud import Job, Target
+    from dsd_gym.sim.cloud import Target
     from dsd_gym.sim.records import Request, RoundRecord
 
 BREAKDOWN = ("draft", "uplink", "queue", "verify", "downlink")
@@ -97,7 +97,9 @@ class Metrics:
         if ttft <= self.slo_ttft_s and tpot <= self.slo_tpot_s:
             self.good += 1
 
-    def on_iteration(self, target: Target, start: float, duration: float, size: int, tokens: int) -> None:
+    def on_iteration(
+        self, target: Target, start: float, duration: float, size: int, tokens: int, background: int
+    ) -> None:
         overlap = min(start + duration, self.end_s) - max(start, self.warmup_s)
         if overlap > 0:
             self.busy_s += overlap
@@ -105,10 +107,7 @@ class Metrics:
             self.iterations += 1
             self.batch_sum += size
             self.iteration_tokens += tokens
-
-    def on_background_job(self, job: Job) -> None:
-        if job.done_s >= self.warmup_s:
-            self.background_jobs += 1
+            self.background_jobs += background
 
     def on_failure(self, target: Target, t: float) -> None:
         self.failures += 1

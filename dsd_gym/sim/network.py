@@ -63,9 +63,21 @@ class _CellProcess(DelayProcess):
     (the Markov state) at its start, and carries are computed strictly in block order.
     """
 
-    __slots__ = ("_step_s", "_up_bps", "_down_bps", "_seed", "_carry", "_cache", "_base", "_delay", "_loss")
+    __slots__ = (
+        "_step_s",
+        "_up_bps",
+        "_down_bps",
+        "_seed",
+        "_carry",
+        "_cache",
+        "_base",
+        "_delay",
+        "_loss",
+    )
 
-    def __init__(self, step_ms: float, up_mbps: float, down_mbps: float, seed: int, carry: object) -> None:
+    def __init__(
+        self, step_ms: float, up_mbps: float, down_mbps: float, seed: int, carry: object
+    ) -> None:
         self._step_s = step_ms * 1e-3
         self._up_bps = up_mbps * 1e6
         self._down_bps = down_mbps * 1e6
@@ -75,7 +87,9 @@ class _CellProcess(DelayProcess):
         self._base = 0
         self._delay, self._loss = self._build(0)
 
-    def _generate(self, rng: np.random.Generator, carry: object) -> tuple[list[float], list[float], object]:
+    def _generate(
+        self, rng: np.random.Generator, carry: object
+    ) -> tuple[list[float], list[float], object]:
         """One block's delays (s) and loss probabilities, and the carry at the next block."""
         raise NotImplementedError
 
@@ -122,14 +136,18 @@ class ConstantProcess(_CellProcess):
 
     __slots__ = ("_one_way_s", "_jitter_s", "_loss_block")
 
-    def __init__(self, spec: ConstantDelay, up_mbps: float, down_mbps: float, rng: np.random.Generator) -> None:
+    def __init__(
+        self, spec: ConstantDelay, up_mbps: float, down_mbps: float, rng: np.random.Generator
+    ) -> None:
         self._one_way_s = spec.one_way_ms * 1e-3
         self._jitter_s = spec.jitter_ms * 1e-3
         self._loss_block = [float(spec.loss)] * BLOCK
         self.max_loss = float(spec.loss)
         super().__init__(spec.step_ms, up_mbps, down_mbps, int(rng.integers(2**63)), None)
 
-    def _generate(self, rng: np.random.Generator, carry: object) -> tuple[list[float], list[float], object]:
+    def _generate(
+        self, rng: np.random.Generator, carry: object
+    ) -> tuple[list[float], list[float], object]:
         if self._jitter_s == 0.0:
             return [self._one_way_s] * BLOCK, self._loss_block, None
         jitter = np.abs(rng.standard_normal(BLOCK)) * self._jitter_s
@@ -144,7 +162,15 @@ class GilbertElliottProcess(_CellProcess):
     current stay).
     """
 
-    __slots__ = ("_p_good_to_bad", "_p_bad_to_good", "_good_s", "_bad_s", "_jitter_s", "_loss_good", "_loss_bad")
+    __slots__ = (
+        "_p_good_to_bad",
+        "_p_bad_to_good",
+        "_good_s",
+        "_bad_s",
+        "_jitter_s",
+        "_loss_good",
+        "_loss_bad",
+    )
 
     def __init__(
         self, spec: GilbertElliottDelay, up_mbps: float, down_mbps: float, rng: np.random.Generator
@@ -169,7 +195,9 @@ class GilbertElliottProcess(_CellProcess):
             return np.full(n, _NEVER, dtype=np.int64)
         return rng.geometric(p_leave, size=n)
 
-    def _generate(self, rng: np.random.Generator, carry: object) -> tuple[list[float], list[float], object]:
+    def _generate(
+        self, rng: np.random.Generator, carry: object
+    ) -> tuple[list[float], list[float], object]:
         bad, left = carry  # type: ignore[misc]
         if left >= BLOCK:
             bad_cells = np.full(BLOCK, bad)
@@ -206,7 +234,9 @@ class TraceProcess(DelayProcess):
 
     __slots__ = ("offset_s", "_times", "_period_s", "_delay", "_up", "_down", "_loss")
 
-    def __init__(self, path: str, delay_scale: float, loss: float, rng: np.random.Generator) -> None:
+    def __init__(
+        self, path: str, delay_scale: float, loss: float, rng: np.random.Generator
+    ) -> None:
         trace = load_network_trace(path)
         self._times: list[float] = trace.time_s.tolist()
         self._period_s = trace.period_s
@@ -248,8 +278,17 @@ class LinkDirection:
     """
 
     __slots__ = (
-        "messages", "retransmissions", "bytes",
-        "_bandwidth_bps", "_process", "_rto_s", "_rng", "_u", "_k", "_busy_until", "_last_arrival",
+        "messages",
+        "retransmissions",
+        "bytes",
+        "_bandwidth_bps",
+        "_process",
+        "_rto_s",
+        "_rng",
+        "_u",
+        "_k",
+        "_busy_until",
+        "_last_arrival",
     )
 
     def __init__(
@@ -318,7 +357,11 @@ class Link:
     __slots__ = ("up", "down", "send_up", "send_down", "one_way_delay_s")
 
     def __init__(
-        self, spec: LinkSpec, delay: DelayProcess, rng_up: np.random.Generator, rng_down: np.random.Generator
+        self,
+        spec: LinkSpec,
+        delay: DelayProcess,
+        rng_up: np.random.Generator,
+        rng_down: np.random.Generator,
     ) -> None:
         rto_s = spec.retransmit_timeout_ms * 1e-3
         self.up = LinkDirection(delay.uplink_bps, delay, rto_s, rng_up)

@@ -169,10 +169,17 @@ class Session:
             draft_s += device.cost.prefill_s(behind - 1, context - behind)
         draft_end = (start if start > device.busy_until else device.busy_until) + draft_s
         device.busy_until = draft_end
-        yield env.timeout(draft_end - start)
-        sent = env.now
-        arrive = self.link.send_up(sent, self._header + gamma * self._draft_bytes)
-        yield env.timeout(arrive - sent)
+        nbytes = self._header + gamma * self._draft_bytes
+        if device.exclusive:
+            # Nobody else sends on this uplink: the send can be booked now, one event saved.
+            sent = draft_end
+            arrive = self.link.send_up(sent, nbytes)
+            yield env.timeout(arrive - start)
+        else:
+            yield env.timeout(draft_end - start)
+            sent = env.now
+            arrive = self.link.send_up(sent, nbytes)
+            yield env.timeout(arrive - sent)
         accepted = req.path.accepted_count(position, gamma)
         job = Job(JobKind.VERIFY, gamma + 1, context, gamma, self, req.kv_epoch, sent)
         job.response_bytes = self._reply_bytes + (accepted + 1) * self._token_bytes

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 class EdgeDevice:
     """One edge device: its draft model is a FIFO server shared by the device's sessions."""
 
-    __slots__ = ("index", "name", "group", "cost", "link", "busy_until")
+    __slots__ = ("index", "name", "group", "cost", "link", "busy_until", "exclusive")
 
     def __init__(self, index: int, group: DeviceGroup, cost: Any, link: Link) -> None:
         self.index = index
@@ -43,6 +43,7 @@ class EdgeDevice:
         self.cost = cost
         self.link = link
         self.busy_until = 0.0
+        self.exclusive = False  # hosts exactly one session for the whole run
 
 
 class Simulation:
@@ -144,6 +145,9 @@ class Simulation:
         for device in self.devices:
             background = device.group.policy is not None
             if workload.kind == "closed_loop" or background:
+                device.exclusive = device.group.sessions == 1 and (
+                    background or workload.kind == "closed_loop"
+                )
                 for _ in range(device.group.sessions):
                     self.env.process(self._closed_loop(self._new_session(device)))
         if workload.kind == "poisson":

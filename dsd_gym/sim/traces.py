@@ -47,7 +47,7 @@ def _content_lines(lines: list[str]) -> Iterator[tuple[int, str]]:
 def _csv_rows(
     path: str | os.PathLike[str], header: tuple[str, ...]
 ) -> tuple[list[tuple[int, list[str]]], int]:
-    """The data rows of a CSV file with exactly ``header``, each with its line number; line count."""
+    """The data rows (with line numbers) of a CSV file with exactly ``header``; its line count."""
     lines = _read_lines(path)
     rows = _content_lines(lines)
     expected = ",".join(header)
@@ -104,7 +104,7 @@ class NetworkTrace:
     period_s: float
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_network_trace(path: str | os.PathLike[str]) -> NetworkTrace:
     """Parse a CSV ``time_s,one_way_ms,uplink_mbps,downlink_mbps`` (time from 0, increasing)."""
     rows, n_lines = _csv_rows(path, NETWORK_HEADER)
@@ -117,21 +117,28 @@ def load_network_trace(path: str | os.PathLike[str]) -> NetworkTrace:
             )
         if columns[0] and t <= columns[0][-1]:
             raise UserError(
-                f"{path}:{lineno}: time_s {fields[0]} does not increase (previous {columns[0][-1]:g}); "
-                "time_s must strictly increase"
+                f"{path}:{lineno}: time_s {fields[0]} does not increase "
+                f"(previous {columns[0][-1]:g}); time_s must strictly increase"
             )
         delay = _float(path, lineno, "one_way_ms", fields[1], "one_way_ms must be a number >= 0")
         if delay < 0:
             raise UserError(f"{path}:{lineno}: one_way_ms is {fields[1]}; one_way_ms must be >= 0")
         up = _float(path, lineno, "uplink_mbps", fields[2], "uplink_mbps must be a number > 0")
-        down = _float(path, lineno, "downlink_mbps", fields[3], "downlink_mbps must be a number > 0")
-        for name, value, text in (("uplink_mbps", up, fields[2]), ("downlink_mbps", down, fields[3])):
+        down = _float(
+            path, lineno, "downlink_mbps", fields[3], "downlink_mbps must be a number > 0"
+        )
+        for name, value, text in (
+            ("uplink_mbps", up, fields[2]),
+            ("downlink_mbps", down, fields[3]),
+        ):
             if value <= 0:
                 raise UserError(f"{path}:{lineno}: {name} is {text}; {name} must be > 0")
-        for column, value in zip(columns, (t, delay, up, down)):
+        for column, value in zip(columns, (t, delay, up, down), strict=True):
             column.append(value)
     if len(rows) < 2:
-        raise UserError(f"{path}:{n_lines}: {len(rows)} data rows; a network trace needs at least 2")
+        raise UserError(
+            f"{path}:{n_lines}: {len(rows)} data rows; a network trace needs at least 2"
+        )
     arrays = [np.array(c, dtype=np.float64) for c in columns]
     for a in arrays:
         a.flags.writeable = False  # cached and shared between devices
@@ -152,7 +159,9 @@ class LatencyTable:
 
     __slots__ = ("batch_sizes", "num_tokens", "_b", "_n", "_rows", "_floor")
 
-    def __init__(self, batch_sizes: list[int], num_tokens: list[int], ms: list[list[float]]) -> None:
+    def __init__(
+        self, batch_sizes: list[int], num_tokens: list[int], ms: list[list[float]]
+    ) -> None:
         self.batch_sizes = tuple(batch_sizes)
         self.num_tokens = tuple(num_tokens)
         # A lone grid value gets a phantom neighbour with the same times, so one code path serves.
@@ -179,7 +188,7 @@ class LatencyTable:
         return value if value > self._floor else self._floor
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_latency_table(path: str | os.PathLike[str]) -> LatencyTable:
     """Parse a CSV ``batch_size,num_tokens,ms`` that covers a full grid."""
     rows, n_lines = _csv_rows(path, LATENCY_HEADER)
@@ -197,7 +206,8 @@ def load_latency_table(path: str | os.PathLike[str]) -> LatencyTable:
             raise UserError(f"{path}:{lineno}: ms is {fields[2]}; ms must be > 0")
         if (b, n) in grid:
             raise UserError(
-                f"{path}:{lineno}: batch_size {b}, num_tokens {n} repeated; each grid point appears once"
+                f"{path}:{lineno}: batch_size {b}, num_tokens {n} repeated; "
+                "each grid point appears once"
             )
         grid[b, n] = ms
     batch_sizes = sorted({b for b, _ in grid})
@@ -227,7 +237,7 @@ class TraceRequest:
     acceptance: str | None = None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_workload_trace(path: str | os.PathLike[str]) -> tuple[TraceRequest, ...]:
     """Parse a JSONL request trace (one object per line, arrivals non-decreasing)."""
     lines = _read_lines(path)
@@ -260,16 +270,20 @@ def load_workload_trace(path: str | os.PathLike[str]) -> tuple[TraceRequest, ...
             or not math.isfinite(arrival)
             or arrival < 0
         ):
-            raise UserError(f"{path}:{lineno}: arrival_s is {arrival!r}; arrival_s must be a number >= 0")
+            raise UserError(
+                f"{path}:{lineno}: arrival_s is {arrival!r}; arrival_s must be a number >= 0"
+            )
         if requests and arrival < requests[-1].arrival_s:
             raise UserError(
-                f"{path}:{lineno}: arrival_s {arrival!r} is before the previous {requests[-1].arrival_s!r}; "
-                "arrival_s must be non-decreasing"
+                f"{path}:{lineno}: arrival_s {arrival!r} is before the previous "
+                f"{requests[-1].arrival_s!r}; arrival_s must be non-decreasing"
             )
         for key in ("prompt_tokens", "output_tokens"):
             value = obj[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserError(f"{path}:{lineno}: {key} is {value!r}; {key} must be an integer >= 1")
+                raise UserError(
+                    f"{path}:{lineno}: {key} is {value!r}; {key} must be an integer >= 1"
+                )
         for key in ("device", "acceptance"):
             if key in obj and not isinstance(obj[key], str):
                 raise UserError(f"{path}:{lineno}: {key} is {obj[key]!r}; {key} must be a string")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -27,14 +28,23 @@ def hardware(**kw: object) -> HardwareProfile:
 
 
 def model(**kw: object) -> ModelProfile:
-    fields = dict(name="m", description="test", params_b=1, layers=10, hidden=1024, heads=8,
-                  kv_heads=2, head_dim=128)
+    fields = dict(
+        name="m",
+        description="test",
+        params_b=1,
+        layers=10,
+        hidden=1024,
+        heads=8,
+        kv_heads=2,
+        head_dim=128,
+    )
     fields.update(source="test", **kw)
     return ModelProfile(**fields)
 
 
-H100 = hardware(name="h100", peak_tflops=989, mem_bw_gbps=3350, interconnect_gbps=450,
-                allreduce_latency_us=5)
+H100 = hardware(
+    name="h100", peak_tflops=989, mem_bw_gbps=3350, interconnect_gbps=450, allreduce_latency_us=5
+)
 LLAMA_8B = model(name="llama-3-8b", params_b=8.03, layers=32, hidden=4096, heads=32, kv_heads=8)
 LLAMA_70B = model(name="llama-3-70b", params_b=70.6, layers=80, hidden=8192, heads=64, kv_heads=8)
 
@@ -81,8 +91,9 @@ def test_roofline_h100_8b_decode_by_hand() -> None:
     assert 6.8e-3 < expected < 7.1e-3  # ~7 ms per token: the familiar 8B-on-H100 figure
 
 
-@pytest.mark.parametrize("cost", [Roofline(H100, LLAMA_8B), Roofline(H100, LLAMA_70B, 4)],
-                         ids=["8b", "70b-tp4"])
+@pytest.mark.parametrize(
+    "cost", [Roofline(H100, LLAMA_8B), Roofline(H100, LLAMA_70B, 4)], ids=["8b", "70b-tp4"]
+)
 def test_verify_of_a_window_costs_little_more_than_one_forward(cost: Roofline) -> None:
     gamma, context = 4, 1000
     one = decode(cost, context)
@@ -91,8 +102,9 @@ def test_verify_of_a_window_costs_little_more_than_one_forward(cost: Roofline) -
     assert window < 0.3 * cost.sequential_s(gamma + 1, context)
 
 
-@pytest.mark.parametrize("cost", [Roofline(H100, LLAMA_8B), Roofline(H100, LLAMA_70B, 4)],
-                         ids=["8b", "70b-tp4"])
+@pytest.mark.parametrize(
+    "cost", [Roofline(H100, LLAMA_8B), Roofline(H100, LLAMA_70B, 4)], ids=["8b", "70b-tp4"]
+)
 def test_batching_amortises_the_weight_read(cost: Roofline) -> None:
     context, tokens = 1000, 5
     per_token = [
@@ -100,7 +112,7 @@ def test_batching_amortises_the_weight_read(cost: Roofline) -> None:
         / (b * tokens)
         for b in (1, 2, 4, 8, 16, 32, 64)
     ]
-    assert all(later < earlier for earlier, later in zip(per_token, per_token[1:]))
+    assert all(later < earlier for earlier, later in itertools.pairwise(per_token))
     assert per_token[-1] < per_token[0] / 10
 
 
@@ -123,7 +135,7 @@ def test_tensor_parallel_divides_work_and_adds_allreduce() -> None:
 
 
 def test_tensor_parallel_without_interconnect_names_the_hardware() -> None:
-    with pytest.raises(ValueError, match="'l4'.*interconnect_gbps"):
+    with pytest.raises(ValueError, match=r"'l4'.*interconnect_gbps"):
         Roofline(hardware(name="l4"), LLAMA_8B, 2)
     Roofline(hardware(name="l4"), LLAMA_8B, 1)  # a single GPU needs no interconnect
 
@@ -132,13 +144,15 @@ def test_tensor_parallel_without_interconnect_names_the_hardware() -> None:
 # directions, so sequential_s has to split its sum.
 MEMORY_THEN_COMPUTE = Roofline(
     hardware(peak_tflops=1, mem_bw_gbps=1000, mfu=1, mbu=1),
-    model(params_b=0.001, layers=2, hidden=2048, heads=32, kv_heads=1, head_dim=64,
-          bytes_per_weight=4),
+    model(
+        params_b=0.001, layers=2, hidden=2048, heads=32, kv_heads=1, head_dim=64, bytes_per_weight=4
+    ),
 )
 COMPUTE_THEN_MEMORY = Roofline(
     hardware(peak_tflops=2, mem_bw_gbps=1000, mfu=1, mbu=1),
-    model(params_b=0.001, layers=2, hidden=256, heads=4, kv_heads=4, head_dim=64,
-          bytes_per_weight=0.5),
+    model(
+        params_b=0.001, layers=2, hidden=256, heads=4, kv_heads=4, head_dim=64, bytes_per_weight=0.5
+    ),
 )
 
 
@@ -171,7 +185,18 @@ COSTS = {
 @pytest.mark.parametrize("name", COSTS)
 @pytest.mark.parametrize(
     ("steps", "context"),
-    [(0, 0), (1, 0), (1, 500), (4, 0), (8, 120), (50, 100), (50, 470), (300, 0), (1000, 1), (7, 5000)],
+    [
+        (0, 0),
+        (1, 0),
+        (1, 500),
+        (4, 0),
+        (8, 120),
+        (50, 100),
+        (50, 470),
+        (300, 0),
+        (1000, 1),
+        (7, 5000),
+    ],
 )
 def test_sequential_is_the_exact_sum_of_its_forwards(name: str, steps: int, context: int) -> None:
     cost = COSTS[name]
@@ -296,7 +321,9 @@ def target(**kw: object) -> TargetGroup:
 
 def test_target_cost_by_kind(table_path: str) -> None:
     roof = target_cost(target(tensor_parallel=4))
-    assert roof.iteration_s(1, 5, 1000, 5015) == Roofline(H100, LLAMA_70B, 4).iteration_s(1, 5, 1000, 5015)
+    assert roof.iteration_s(1, 5, 1000, 5015) == Roofline(H100, LLAMA_70B, 4).iteration_s(
+        1, 5, 1000, 5015
+    )
     assert target_cost(target(latency=CONSTANT)).iteration_s(2, 10, 0, 0) == pytest.approx(0.040)
     lookup = target_cost(target(latency={"kind": "lookup", "path": table_path}))
     assert lookup.iteration_s(16, 8, 0, 0) == pytest.approx(0.044)
@@ -314,8 +341,13 @@ def test_edge_draft_cost(table_path: str) -> None:
     jetson = hardware(name="orin", peak_tflops=42, mem_bw_gbps=204.8)
     group = DeviceGroup(name="d", hardware=jetson, draft_model=SMALL, link=LINK)
     assert edge_draft_cost(group).sequential_s(4, 50) == Roofline(jetson, SMALL).sequential_s(4, 50)
-    measured = DeviceGroup(name="d", hardware=jetson, draft_model=SMALL, link=LINK,
-                           latency={"kind": "lookup", "path": table_path})
+    measured = DeviceGroup(
+        name="d",
+        hardware=jetson,
+        draft_model=SMALL,
+        link=LINK,
+        latency={"kind": "lookup", "path": table_path},
+    )
     assert edge_draft_cost(measured).sequential_s(4, 50) == pytest.approx(0.040)
     fixed = DeviceGroup(name="d", hardware=jetson, draft_model=SMALL, link=LINK, latency=CONSTANT)
     assert edge_draft_cost(fixed).prefill_s(10) == pytest.approx(0.040)
