@@ -203,6 +203,8 @@ def explain(exc: ValidationError, root: type[BaseModel]) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if kind == "union_tag_invalid":
         return f"{key}: {_short(value)} is not a known kind; {msg}"
+    if isinstance(value, dict):  # a check across several keys of one mapping: its message names them
+        return f"{key}: {msg}"
     return f"{key}: value {_short(value)} is invalid: {msg}"
 
 

@@ -343,6 +343,15 @@ class TargetGroup(Model):
     def _model(cls, v: Any, info: ValidationInfo) -> Any:
         return _lookup(info, "models", v)
 
+    @model_validator(mode="after")
+    def _tensor_parallel(self) -> TargetGroup:
+        if self.tensor_parallel > 1 and self.hardware.interconnect_gbps is None:
+            raise ValueError(
+                f"tensor_parallel {self.tensor_parallel} needs an interconnect, and hardware "
+                f"{self.hardware.name!r} has none (interconnect_gbps); use tensor_parallel 1"
+            )
+        return self
+
 
 class NoBackground(Model):
     kind: Literal["none"] = "none"
