@@ -24,6 +24,12 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message}")
 
 
+def _seed(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"value {text!r} is invalid; allowed: an integer >= 0")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dsd-gym", description="Distributed speculative decoding workbench.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -37,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         help="fixed:G, fused:G or autoregressive (repeat to compare; default: the scenario's)",
     )
-    sim.add_argument("--seed", type=int, help="seed of every random stream (default: the scenario's)")
+    sim.add_argument("--seed", type=_seed, help="seed of every random stream (default: the scenario's)")
     sim.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
     sim.add_argument("--json", action="store_true", help="print JSON instead of a table")
 

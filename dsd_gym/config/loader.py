@@ -152,34 +152,46 @@ def _union_members(tp: Any) -> list[Any]:
     return [tp]
 
 
-def _allowed_keys(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
-    """The field names of the model at ``loc`` (walking lists, unions and their tags)."""
+def _tag_values(member: Any) -> tuple[str, ...]:
+    """The discriminator values that select ``member`` in a tagged union (none if it has no tag)."""
+    if not (isinstance(member, type) and issubclass(member, BaseModel)):
+        return ()
+    tag = next((t for t in _TAGS if t in member.model_fields), None)
+    return typing.get_args(member.model_fields[tag].annotation) if tag else ()
+
+
+def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[Any], list[Any]]:
+    """Follow a pydantic error location through the schema.
+
+    Returns the location as the user writes it (pydantic inserts the tag of a tagged union, e.g.
+    ``delay.constant.one_way_ms``; the user's key is ``delay.one_way_ms``) and the union members
+    the location ends on.
+    """
+    key: list[Any] = []
     candidates: list[Any] = [root]
     for part in loc:
-        following: list[Any] = []
-        for tp in candidates:
-            for member in _union_members(tp):
-                if isinstance(part, int) and typing.get_origin(member) is list:
-                    following.extend(typing.get_args(member))
-                elif isinstance(member, type) and issubclass(member, BaseModel):
-                    if part in member.model_fields:
-                        following.append(member.model_fields[part].annotation)
-                    elif any(
-                        t in member.model_fields and member.model_fields[t].default == part
-                        for t in _TAGS
-                    ):
-                        following.append(member)
-                    else:
-                        tag = next(
-                            (t for t in _TAGS if t in member.model_fields), None
-                        )
-                        if tag and part in typing.get_args(member.model_fields[tag].annotation):
-                            following.append(member)
-        candidates = following
-    for tp in candidates:
-        for member in _union_members(tp):
-            if isinstance(member, type) and issubclass(member, BaseModel):
-                return sorted(member.model_fields)
+        members = [m for tp in candidates for m in _union_members(tp)]
+        tagged = [m for m in members if _tag_values(m)]
+        if isinstance(part, int):
+            candidates = [a for m in members if typing.get_origin(m) is list for a in typing.get_args(m)]
+        elif len(tagged) > 1:
+            candidates = [m for m in tagged if part in _tag_values(m)]
+            continue
+        else:
+            candidates = [
+                m.model_fields[part].annotation
+                for m in members
+                if isinstance(m, type) and issubclass(m, BaseModel) and part in m.model_fields
+            ]
+        key.append(part)
+    return key, [m for tp in candidates for m in _union_members(tp)]
+
+
+def _allowed_keys(members: list[Any]) -> list[str] | None:
+    """The field names of the (first) model among ``members``."""
+    for member in members:
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            return sorted(member.model_fields)
     return None
 
 
@@ -191,18 +203,22 @@ def _short(value: Any) -> str:
 def explain(exc: ValidationError, root: type[BaseModel]) -> str:
     """One line from the first validation error: key, value, what is allowed."""
     err = exc.errors(include_url=False)[0]
-    loc = tuple(err["loc"])
-    key = ".".join(str(p) for p in loc) or "(top level)"
+    path, members = _walk(root, tuple(err["loc"]))
+    key = ".".join(str(p) for p in path) or "(top level)"
     kind, value = err["type"], err.get("input")
     if kind == "extra_forbidden":
-        allowed = _allowed_keys(root, loc[:-1])
+        allowed = _allowed_keys(_walk(root, tuple(err["loc"])[:-1])[1])
         hint = f"allowed keys: {', '.join(allowed)}" if allowed else "check the spelling"
         return f"{key}: unknown key (value {_short(value)}); {hint}"
     if kind == "missing":
         return f"{key}: required key is missing"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag = err["ctx"]["discriminator"].strip("'")
+        allowed = ", ".join(t for m in members for t in _tag_values(m))
+        if kind == "union_tag_not_found":
+            return f"{key}.{tag}: required key is missing; allowed: {allowed}"
+        return f"{key}.{tag}: unknown {tag} {_short(err['ctx']['tag'])}; allowed: {allowed}"
     msg = err["msg"].removeprefix("Value error, ")
-    if kind == "union_tag_invalid":
-        return f"{key}: {_short(value)} is not a known kind; {msg}"
     if isinstance(value, dict):  # a check across several keys of one mapping: its message names them
         return f"{key}: {msg}"
     return f"{key}: value {_short(value)} is invalid: {msg}"
@@ -264,24 +280,39 @@ def _check_files(scenario: schema.Scenario, root: Path) -> None:
     """Parse every referenced data file now, so a bad file fails at load, not mid-run."""
     from dsd_gym.sim import traces
 
-    for group in [*scenario.devices, *scenario.cloud.targets]:
-        if isinstance(group.latency, schema.LookupLatency):
-            traces.load_latency_table(group.latency.path)
-    for group in scenario.devices:
-        if isinstance(group.link.delay, schema.TraceDelay):
-            traces.load_network_trace(group.link.delay.path)
+    def load(key: str, parse: typing.Callable[[str], Any], path: str) -> Any:
+        where = f"scenario {scenario.name!r}: {key}"
+        if not Path(path).is_file():
+            raise UserError(
+                f"{where}: no such file {path!r}; a relative path is looked up next to the "
+                f"scenario file, then in {root}"
+            )
+        try:
+            return parse(path)
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None
+
+    for prefix, groups in (("devices", scenario.devices), ("cloud.targets", scenario.cloud.targets)):
+        for i, group in enumerate(groups):
+            if isinstance(group.latency, schema.LookupLatency):
+                load(f"{prefix}.{i}.latency.path", traces.load_latency_table, group.latency.path)
+    for i, device in enumerate(scenario.devices):
+        if isinstance(device.link.delay, schema.TraceDelay):
+            load(f"devices.{i}.link.delay.path", traces.load_network_trace, device.link.delay.path)
     if isinstance(scenario.workload, schema.TraceWorkload):
-        requests = traces.load_workload_trace(scenario.workload.path)
+        path = scenario.workload.path
+        requests = load("workload.path", traces.load_workload_trace, path)
         devices = {d.name for d in scenario.devices if d.policy is None}
         profiles = load_profiles(root)["acceptance"]
+        where = f"scenario {scenario.name!r}: workload.path: {path}"
         for i, req in enumerate(requests):
             if req.device is not None and req.device not in devices:
                 raise UserError(
-                    f"{scenario.workload.path}: request {i}: unknown device {req.device!r}; "
+                    f"{where}: request {i}: unknown device {req.device!r}; "
                     f"allowed: {', '.join(sorted(devices))}"
                 )
             if req.acceptance is not None and req.acceptance not in profiles:
                 raise UserError(
-                    f"{scenario.workload.path}: request {i}: unknown acceptance profile "
+                    f"{where}: request {i}: unknown acceptance profile "
                     f"{req.acceptance!r}; allowed: {', '.join(sorted(profiles))}"
                 )
