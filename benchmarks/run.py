@@ -28,8 +28,11 @@ def theory_errors(duration_s: float = 2000.0) -> dict:
     rows = []
     for c in (0.05, 0.2):
         for alpha in (0.5, 0.7, 0.9):
-            base = [f"acceptance={{kind: iid, alpha: {alpha}}}", f"devices.0.latency.forward_ms={c * TARGET_MS}",
-                    f"duration_s={duration_s}"]  # fmt: skip
+            base = [
+                f"acceptance={{kind: iid, alpha: {alpha}}}",
+                f"devices.0.latency.forward_ms={c * TARGET_MS}",
+                f"duration_s={duration_s}",
+            ]
             ar = simulate(load_scenario("ideal", base), "autoregressive")
             for gamma in (1, 2, 4, 8):
                 sd = simulate(load_scenario("ideal", base), f"fixed:{gamma}")

@@ -60,7 +60,9 @@ def peak_memory(duration_s: float) -> dict[str, Any]:
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    result.update(scenario="hetero-fleet", simulated_s=duration_s, wall_s=round(time.perf_counter() - start, 1))
+    result.update(
+        scenario="hetero-fleet", simulated_s=duration_s, wall_s=round(time.perf_counter() - start, 1)
+    )
     return result
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from dsd_gym.errors import UserError
 
@@ -22,6 +23,14 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UserError(f"{self.prog}: {message}")
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]
+        # Rejected here rather than by the top-level parser, which cannot say what this command allows.
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            options = sorted({o for a in self._actions for o in a.option_strings})
+            self.error(f"unrecognized arguments: {' '.join(extras)}; allowed: {', '.join(options)}")
+        return namespace, extras
 
 
 def _seed(text: str) -> int:
@@ -79,12 +88,14 @@ def comparison_table(rows: list[dict[str, Any]]) -> str:
             _fmt(r["target_utilization"], 2), _fmt(r["mean_batch_size"], 1), _fmt(r["goodput_rps"], 2),
         ]  # fmt: skip
         if base:
-            line.append(_fmt(r["throughput_tok_s"] / base["throughput_tok_s"], 2) if base["throughput_tok_s"] else "-")
+            line.append(
+                _fmt(r["throughput_tok_s"] / base["throughput_tok_s"], 2) if base["throughput_tok_s"] else "-"
+            )
         lines.append(line)
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
-    out = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=True)]
+    out = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
     out.append("  ".join("-" * w for w in widths))
-    out.extend("  ".join(str(x).rjust(w) for x, w in zip(line, widths)) for line in lines)
+    out.extend("  ".join(str(x).rjust(w) for x, w in zip(line, widths, strict=True)) for line in lines)
     return "\n".join(out)
 
 
@@ -121,8 +132,12 @@ def _simulate(args: argparse.Namespace) -> None:
     policies = args.policy or [scenario.control.policy]
     from dsd_gym.controllers import parse_policy
 
-    for spec in policies:
-        parse_policy(spec, scenario)  # every spec is checked before anything runs
+    for spec in policies:  # every spec is checked before anything runs
+        try:
+            parse_policy(spec, scenario)
+        except UserError as exc:
+            key = "--policy" if args.policy else f"scenario {scenario.name!r}: control.policy"
+            raise UserError(f"{key}: {exc}") from None
     rows = [simulate(scenario, spec, args.seed) for spec in policies]
     if args.json:
         print(json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))

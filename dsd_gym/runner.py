@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from dsd_gym.config import configs_dir, load_profiles
 from dsd_gym.config.schema import DeviceGroup, Scenario

@@ -42,7 +42,9 @@ FEATURES: tuple[Feature, ...] = (
     Feature("round_ms_ewma", "ms", 0.0, 60_000.0, 100.0, "smoothed round duration"),
     Feature("rtt_ms", "ms", 0.0, 30_000.0, 100.0, "last network time: round − draft − server time"),
     Feature("rtt_ms_ewma", "ms", 0.0, 30_000.0, 100.0, "smoothed network time"),
-    Feature("rtt_jitter_ms", "ms", 0.0, 30_000.0, 10.0, "smoothed absolute deviation of rtt from rtt_ms_ewma"),
+    Feature(
+        "rtt_jitter_ms", "ms", 0.0, 30_000.0, 10.0, "smoothed absolute deviation of rtt from rtt_ms_ewma"
+    ),
     Feature("queue_depth", "jobs", 0.0, 10_000.0, 10.0, "server-reported queue depth on arrival"),
     Feature("batch_size", "seqs", 0.0, 10_000.0, 10.0, "server-reported batch size of the verify"),
     Feature("server_ms", "ms", 0.0, 60_000.0, 100.0, "server-reported queue + verify time"),

@@ -204,7 +204,7 @@ def explain(exc: ValidationError, root: type[BaseModel]) -> str:
     """One line from the first validation error: key, value, what is allowed."""
     err = exc.errors(include_url=False)[0]
     path, members = _walk(root, tuple(err["loc"]))
-    key = ".".join(str(p) for p in path) or "(top level)"
+    key = ".".join(str(p) for p in path)
     kind, value = err["type"], err.get("input")
     if kind == "extra_forbidden":
         allowed = _allowed_keys(_walk(root, tuple(err["loc"])[:-1])[1])
@@ -220,7 +220,7 @@ def explain(exc: ValidationError, root: type[BaseModel]) -> str:
         return f"{key}.{tag}: unknown {tag} {_short(err['ctx']['tag'])}; allowed: {allowed}"
     msg = err["msg"].removeprefix("Value error, ")
     if isinstance(value, dict):  # a check across several keys of one mapping: its message names them
-        return f"{key}: {msg}"
+        return f"{key}: {msg}" if key else msg
     return f"{key}: value {_short(value)} is invalid: {msg}"
 
 
@@ -273,7 +273,23 @@ def load_scenario(
     except ValidationError as exc:
         raise UserError(f"scenario {raw.get('name')!r}: {explain(exc, schema.Scenario)}") from None
     _check_files(scenario, root)
+    _check_policies(scenario)
     return scenario
+
+
+def _check_policies(scenario: schema.Scenario) -> None:
+    """Parse the background groups' policy specs now, so the error names the key that holds a bad one.
+
+    ``control.policy`` is only a default (a run may name its own), so it is checked where it is used.
+    """
+    from dsd_gym.controllers import parse_policy
+
+    for i, group in enumerate(scenario.devices):
+        if group.policy is not None:
+            try:
+                parse_policy(group.policy, scenario)
+            except UserError as exc:
+                raise UserError(f"scenario {scenario.name!r}: devices.{i}.policy: {exc}") from None
 
 
 def _check_files(scenario: schema.Scenario, root: Path) -> None:

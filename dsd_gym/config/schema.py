@@ -202,9 +202,7 @@ class LookupLatency(Model):
     path: str
 
 
-LatencySpec = Annotated[
-    Union[RooflineLatency, ConstantLatency, LookupLatency], Field(discriminator="kind")
-]
+LatencySpec = Annotated[Union[RooflineLatency, ConstantLatency, LookupLatency], Field(discriminator="kind")]
 
 
 # --------------------------------------------------------------------------- network
@@ -249,9 +247,7 @@ class TraceDelay(Model):
     delay_scale: PositiveFloat = 1.0
 
 
-DelaySpec = Annotated[
-    Union[ConstantDelay, GilbertElliottDelay, TraceDelay], Field(discriminator="kind")
-]
+DelaySpec = Annotated[Union[ConstantDelay, GilbertElliottDelay, TraceDelay], Field(discriminator="kind")]
 
 
 class LinkSpec(Model):
@@ -465,27 +461,48 @@ class Scenario(Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
+        """Conditions across keys; each message names the keys by their full dotted path."""
         if self.warmup_s >= self.duration_s:
             raise ValueError(f"warmup_s ({self.warmup_s}) must be < duration_s ({self.duration_s})")
         names = [d.name for d in self.devices]
         if len(set(names)) != len(names):
-            raise ValueError(f"device group names must be distinct; got {names}")
+            raise ValueError(f"devices.N.name must be distinct; got {names}")
         widest = max(self.control.window_choices) + 1
-        for t in self.cloud.targets:
+        background = self.cloud.background
+        for i, t in enumerate(self.cloud.targets):
             if t.max_batch_tokens < widest:
                 raise ValueError(
-                    f"target {t.name!r}: max_batch_tokens ({t.max_batch_tokens}) must hold a verify "
-                    f"job of the widest window ({widest} tokens)"
+                    f"cloud.targets.{i}.max_batch_tokens ({t.max_batch_tokens}) must hold a verify job "
+                    f"of the widest window in control.window_choices ({widest} tokens)"
                 )
-            if "fused" in self.control.modes and t.draft_model is None and not (
-                isinstance(t.latency, ConstantLatency) and t.latency.draft_forward_ms is not None
+            if isinstance(background, StochasticBackground) and background.verify_tokens > t.max_batch_tokens:
+                raise ValueError(
+                    f"cloud.background.verify_tokens ({background.verify_tokens}) must be <= "
+                    f"cloud.targets.{i}.max_batch_tokens ({t.max_batch_tokens})"
+                )
+            if (
+                "fused" in self.control.modes
+                and t.draft_model is None
+                and not (isinstance(t.latency, ConstantLatency) and t.latency.draft_forward_ms is not None)
             ):
                 raise ValueError(
-                    f"target {t.name!r}: fused mode needs the cloud draft: set draft_model "
-                    "(or latency.draft_forward_ms), or drop 'fused' from control.modes"
+                    f"fused mode needs a cloud draft: set cloud.targets.{i}.draft_model "
+                    f"(or its latency.draft_forward_ms), or drop 'fused' from control.modes"
                 )
-        if self.workload.kind == "closed_loop" and not any(
-            d.sessions > 0 and d.policy is None for d in self.devices
-        ):
-            raise ValueError("a closed-loop workload needs a device group with sessions > 0 and no policy")
+        foreground = [d for d in self.devices if d.policy is None]
+        kind = self.workload.kind
+        if kind == "closed_loop" and not any(d.sessions > 0 for d in foreground):
+            raise ValueError(
+                "a closed_loop workload needs a device group with sessions > 0 and no devices.N.policy"
+            )
+        if kind != "closed_loop" and not foreground:
+            raise ValueError(
+                f"a {kind} workload sends requests to device groups without a policy, and every group "
+                "sets devices.N.policy; leave the policy unset on at least one group"
+            )
+        if kind == "trace" and len(foreground) < len(self.devices):
+            raise ValueError(
+                "background groups (devices.N.policy set) run closed-loop on the workload's task, "
+                "and a trace workload has none; use a closed_loop or poisson workload"
+            )
         return self

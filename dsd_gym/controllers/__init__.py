@@ -42,7 +42,9 @@ def parse_policy(spec: str, scenario: Scenario) -> ControllerFactory:
     else:
         raise UserError(f"unknown policy {spec!r}; allowed: {SPECS}")
     if mode.name.lower() not in modes:
-        raise UserError(f"policy {spec!r}: mode {mode.name.lower()} is not enabled; the scenario allows {modes}")
+        raise UserError(
+            f"policy {spec!r}: mode {mode.name.lower()} is not enabled; the scenario allows {modes}"
+        )
     decision = Decision(gamma, mode)
     return lambda group: FixedController(decision)
 

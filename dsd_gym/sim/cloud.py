@@ -191,6 +191,7 @@ class Target:
         self.up = True
         self.epoch = 0
         self._wake_at = -1.0
+        self._busy_until = 0.0  # planned end of the running iteration
         if failure_rng is not None and group.mtbf_s is not None:
             env.process(self._failures(failure_rng))
 
@@ -271,6 +272,7 @@ class Target:
             duration += self._cloud_draft_s(batch)
         self.batch = batch
         self.busy = True
+        self._busy_until = now + duration
         self.metrics.on_iteration(self, now, duration, size, n_tokens, background_verifies)
         epoch = self.epoch
         env.timeout(duration).callbacks.append(lambda _e: self._finish(epoch, size))
@@ -329,8 +331,10 @@ class Target:
             self.up = False
             self.epoch += 1  # the KV cache and every job in flight are gone
             lost = [job for job, _ in self.batch] + [job for _, _, job in self.queue]
+            # The running iteration dies now: it is not busy time beyond the failure.
+            cut_until = self._busy_until if self.busy else self.env.now
             self.batch, self.queue, self.busy = [], [], False
-            self.metrics.on_failure(self, self.env.now)
+            self.metrics.on_failure(self, self.env.now, cut_until)
             for job in lost:
                 self._drop(job)
             yield self.env.timeout(float(rng.exponential(group.mttr_s)))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from dsd_gym.sim.traces import LatencyTable, load_latency_table
 
 if TYPE_CHECKING:
-    from dsd_gym.config.schema import DeviceGroup, HardwareProfile, ModelProfile, TargetGroup
+    from dsd_gym.config.schema import DeviceGroup, HardwareProfile, LatencySpec, ModelProfile, TargetGroup
 
 ACTIVATION_BYTES = 2.0  # 16-bit activations in the tensor-parallel all-reduce
 
@@ -52,9 +52,7 @@ class Roofline:
 
     __slots__ = ("_fixed", "_per_token_s", "_per_attn_s", "_weights_s", "_per_kv_s", "_ar_token_s")
 
-    def __init__(
-        self, hardware: HardwareProfile, model: ModelProfile, tensor_parallel: int = 1
-    ) -> None:
+    def __init__(self, hardware: HardwareProfile, model: ModelProfile, tensor_parallel: int = 1) -> None:
         tp = tensor_parallel
         if tp < 1:
             raise ValueError(f"tensor_parallel must be >= 1; got {tp}")
@@ -73,9 +71,7 @@ class Roofline:
             ring = 2.0 * (tp - 1) / tp
             ar_fixed_s = 2 * model.layers * hardware.allreduce_latency_us * 1e-6
             activation_bytes = model.hidden * ACTIVATION_BYTES
-            self._ar_token_s = (
-                2 * model.layers * ring * activation_bytes / (hardware.interconnect_gbps * 1e9)
-            )
+            self._ar_token_s = 2 * model.layers * ring * activation_bytes / (hardware.interconnect_gbps * 1e9)
         self._fixed = hardware.overhead_ms * 1e-3 + ar_fixed_s
         self._per_token_s = 2.0 * params / flop_s
         self._per_attn_s = 4.0 * model.layers * model.heads * model.head_dim / flop_s
@@ -167,14 +163,20 @@ class LookupCost:
         return self._table.ms(1, tokens) * 1e-3
 
 
-def target_cost(group: TargetGroup) -> ForwardCost:
-    """The target model's cost on its GPUs, by the group's latency kind."""
-    spec = group.latency
+def _cost(
+    spec: LatencySpec, hardware: HardwareProfile, model: ModelProfile, tensor_parallel: int = 1
+) -> ForwardCost:
+    """A cost model by latency kind: constant, lookup table, or the roofline of model on hardware."""
     if spec.kind == "constant":
         return ConstantCost(spec.forward_ms, spec.per_token_ms)
     if spec.kind == "lookup":
         return LookupCost(load_latency_table(spec.path))
-    return Roofline(group.hardware, group.model, group.tensor_parallel)
+    return Roofline(hardware, model, tensor_parallel)
+
+
+def target_cost(group: TargetGroup) -> ForwardCost:
+    """The target model's cost on its GPUs, by the group's latency kind."""
+    return _cost(group.latency, group.hardware, group.model, group.tensor_parallel)
 
 
 def cloud_draft_cost(group: TargetGroup) -> ForwardCost | None:
@@ -189,9 +191,4 @@ def cloud_draft_cost(group: TargetGroup) -> ForwardCost | None:
 
 def edge_draft_cost(group: DeviceGroup) -> ForwardCost:
     """The draft model's cost on the device (a lookup table on a device group is the draft's)."""
-    spec = group.latency
-    if spec.kind == "constant":
-        return ConstantCost(spec.forward_ms, spec.per_token_ms)
-    if spec.kind == "lookup":
-        return LookupCost(load_latency_table(spec.path))
-    return Roofline(group.hardware, group.draft_model)
+    return _cost(group.latency, group.hardware, group.draft_model)

@@ -109,8 +109,13 @@ class Metrics:
             self.iteration_tokens += tokens
             self.background_jobs += background
 
-    def on_failure(self, target: Target, t: float) -> None:
+    def on_failure(self, target: Target, t: float, busy_until: float | None = None) -> None:
+        """A target failed at ``t``; its running iteration, planned to end at ``busy_until``, died."""
         self.failures += 1
+        if busy_until is not None:  # on_iteration counted [start, busy_until]: take back [t, busy_until]
+            overlap = min(busy_until, self.end_s) - max(t, self.warmup_s)
+            if overlap > 0:
+                self.busy_s -= overlap
 
     # -- summary -------------------------------------------------------------------------------
 
@@ -137,7 +142,7 @@ class Metrics:
             "measured_s": window,
             "round_breakdown_ms": {
                 name: (1e3 * total / distributed if distributed else 0.0)
-                for name, total in zip(BREAKDOWN, self.breakdown_s)
+                for name, total in zip(BREAKDOWN, self.breakdown_s, strict=True)
             },
             "rejected_draft_tokens": self.drafted - self.accepted,
             "background_jobs": self.background_jobs,

@@ -75,9 +75,7 @@ class _CellProcess(DelayProcess):
         "_loss",
     )
 
-    def __init__(
-        self, step_ms: float, up_mbps: float, down_mbps: float, seed: int, carry: object
-    ) -> None:
+    def __init__(self, step_ms: float, up_mbps: float, down_mbps: float, seed: int, carry: object) -> None:
         self._step_s = step_ms * 1e-3
         self._up_bps = up_mbps * 1e6
         self._down_bps = down_mbps * 1e6
@@ -87,9 +85,7 @@ class _CellProcess(DelayProcess):
         self._base = 0
         self._delay, self._loss = self._build(0)
 
-    def _generate(
-        self, rng: np.random.Generator, carry: object
-    ) -> tuple[list[float], list[float], object]:
+    def _generate(self, rng: np.random.Generator, carry: object) -> tuple[list[float], list[float], object]:
         """One block's delays (s) and loss probabilities, and the carry at the next block."""
         raise NotImplementedError
 
@@ -145,9 +141,7 @@ class ConstantProcess(_CellProcess):
         self.max_loss = float(spec.loss)
         super().__init__(spec.step_ms, up_mbps, down_mbps, int(rng.integers(2**63)), None)
 
-    def _generate(
-        self, rng: np.random.Generator, carry: object
-    ) -> tuple[list[float], list[float], object]:
+    def _generate(self, rng: np.random.Generator, carry: object) -> tuple[list[float], list[float], object]:
         if self._jitter_s == 0.0:
             return [self._one_way_s] * BLOCK, self._loss_block, None
         jitter = np.abs(rng.standard_normal(BLOCK)) * self._jitter_s
@@ -195,9 +189,7 @@ class GilbertElliottProcess(_CellProcess):
             return np.full(n, _NEVER, dtype=np.int64)
         return rng.geometric(p_leave, size=n)
 
-    def _generate(
-        self, rng: np.random.Generator, carry: object
-    ) -> tuple[list[float], list[float], object]:
+    def _generate(self, rng: np.random.Generator, carry: object) -> tuple[list[float], list[float], object]:
         bad, left = carry  # type: ignore[misc]
         if left >= BLOCK:
             bad_cells = np.full(BLOCK, bad)
@@ -234,9 +226,7 @@ class TraceProcess(DelayProcess):
 
     __slots__ = ("offset_s", "_times", "_period_s", "_delay", "_up", "_down", "_loss")
 
-    def __init__(
-        self, path: str, delay_scale: float, loss: float, rng: np.random.Generator
-    ) -> None:
+    def __init__(self, path: str, delay_scale: float, loss: float, rng: np.random.Generator) -> None:
         trace = load_network_trace(path)
         self._times: list[float] = trace.time_s.tolist()
         self._period_s = trace.period_s

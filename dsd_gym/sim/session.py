@@ -10,7 +10,8 @@ response delivered); the link and the edge device are FIFO servers computed arit
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generator
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 import simpy
 from simpy.core import NORMAL
@@ -118,6 +119,8 @@ class Session:
             if not ok:
                 req.reprefills += 1
                 yield from self._prefill(req)
+        if req.last_token_s > self.env.now:  # streamed tokens (fused, autoregressive) still on the way
+            yield self.env.timeout(req.last_token_s - self.env.now)
         req.done_s = req.last_token_s
         sim.active -= 1
         sim.metrics.on_request_done(req, self)
@@ -193,10 +196,25 @@ class Session:
         req.committed += committed
         req.draft_pos = req.committed
         req.last_token_s = end
+        # Split at job.arrived_s (the clock when the job reached the target), not at `arrive`: the
+        # clock gets there as start + (arrive - start), which can be an ulp short, and the queue
+        # time started_s - arrive would then be negative.
         self._record(
-            req, Mode.DISTRIBUTED, gamma, accepted, committed, position, start, end,
-            draft_end - start, arrive - sent, job.started_s - arrive, job.done_s - job.started_s,
-            end - job.done_s, job, context,
+            req,
+            Mode.DISTRIBUTED,
+            gamma,
+            accepted,
+            committed,
+            position,
+            start,
+            end,
+            draft_end - start,
+            job.arrived_s - sent,
+            job.started_s - job.arrived_s,
+            job.done_s - job.started_s,
+            end - job.done_s,
+            job,
+            context,
         )
         return True
 
@@ -223,8 +241,21 @@ class Session:
         req.committed += committed
         req.last_token_s = self.link.send_down(end, self._header + committed * self._token_bytes)
         self._record(
-            req, decision.mode, gamma, accepted, committed, position, start, end,
-            0.0, 0.0, job.started_s - start, job.done_s - job.started_s, 0.0, job, context,
+            req,
+            decision.mode,
+            gamma,
+            accepted,
+            committed,
+            position,
+            start,
+            end,
+            0.0,
+            0.0,
+            job.started_s - start,
+            job.done_s - job.started_s,
+            0.0,
+            job,
+            context,
         )
         return True
 
@@ -234,8 +265,22 @@ class Session:
         downlink_s: float, job: Job, context: int,
     ) -> None:  # fmt: skip
         record = RoundRecord(
-            self.sid, req.rid, int(mode), gamma, accepted, committed, position, start, end,
-            draft_s, uplink_s, queue_s, verify_s, downlink_s, job.queue_depth, job.batch_size,
+            self.sid,
+            req.rid,
+            int(mode),
+            gamma,
+            accepted,
+            committed,
+            position,
+            start,
+            end,
+            draft_s,
+            uplink_s,
+            queue_s,
+            verify_s,
+            downlink_s,
+            job.queue_depth,
+            job.batch_size,
             context,
         )
         req.rounds += 1

@@ -11,7 +11,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Generator
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
 
 import simpy
 
@@ -98,7 +99,13 @@ class Simulation:
                     background = BackgroundStream(cloud.background, streams.rng(Stream.BACKGROUND, i))
                 self.targets.append(
                     Target(
-                        self.env, i, group, cost, draft, self.metrics, background,
+                        self.env,
+                        i,
+                        group,
+                        cost,
+                        draft,
+                        self.metrics,
+                        background,
                         streams.rng(Stream.FAILURES, i),
                     )
                 )
@@ -112,7 +119,9 @@ class Simulation:
             for _ in range(group.count):
                 i = len(self.devices)
                 delay = delay_process(group.link, streams.rng(Stream.NETWORK, i))
-                link = Link(group.link, delay, streams.rng(Stream.LOSS_UP, i), streams.rng(Stream.LOSS_DOWN, i))
+                link = Link(
+                    group.link, delay, streams.rng(Stream.LOSS_UP, i), streams.rng(Stream.LOSS_DOWN, i)
+                )
                 self.devices.append(EdgeDevice(i, group, cost, link))
         self.foreground_devices = [d for d in self.devices if d.group.policy is None]
 
@@ -121,7 +130,12 @@ class Simulation:
         acceptance = group.acceptance or self.scenario.acceptance
         telemetry = self.telemetry(self.scenario) if self.telemetry is not None else None
         session = Session(
-            self, self._next_sid, device, self.controllers(group), telemetry, acceptance,
+            self,
+            self._next_sid,
+            device,
+            self.controllers(group),
+            telemetry,
+            acceptance,
             background=group.policy is not None,
         )
         self._next_sid += 1
@@ -133,7 +147,8 @@ class Simulation:
                  process: Any = None) -> Request:  # fmt: skip
         self.arrived += 1
         path = acceptance_path(
-            process or session.acceptance, output + self.path_margin,
+            process or session.acceptance,
+            output + self.path_margin,
             self.streams.rng(Stream.ACCEPTANCE, *key),
         )
         return Request(self.arrived - 1, session.sid, arrival, prompt, output, path)

@@ -53,9 +53,7 @@ def _csv_rows(
     expected = ",".join(header)
     first = next(rows, None)
     if first is None:
-        raise UserError(
-            f"{path}:{len(lines)}: no header; the first non-comment line must be {expected}"
-        )
+        raise UserError(f"{path}:{len(lines)}: no header; the first non-comment line must be {expected}")
     lineno, line = first
     if tuple(f.strip() for f in line.split(",")) != header:
         raise UserError(f"{path}:{lineno}: header is {line!r}; it must be exactly {expected}")
@@ -124,9 +122,7 @@ def load_network_trace(path: str | os.PathLike[str]) -> NetworkTrace:
         if delay < 0:
             raise UserError(f"{path}:{lineno}: one_way_ms is {fields[1]}; one_way_ms must be >= 0")
         up = _float(path, lineno, "uplink_mbps", fields[2], "uplink_mbps must be a number > 0")
-        down = _float(
-            path, lineno, "downlink_mbps", fields[3], "downlink_mbps must be a number > 0"
-        )
+        down = _float(path, lineno, "downlink_mbps", fields[3], "downlink_mbps must be a number > 0")
         for name, value, text in (
             ("uplink_mbps", up, fields[2]),
             ("downlink_mbps", down, fields[3]),
@@ -136,9 +132,7 @@ def load_network_trace(path: str | os.PathLike[str]) -> NetworkTrace:
         for column, value in zip(columns, (t, delay, up, down), strict=True):
             column.append(value)
     if len(rows) < 2:
-        raise UserError(
-            f"{path}:{n_lines}: {len(rows)} data rows; a network trace needs at least 2"
-        )
+        raise UserError(f"{path}:{n_lines}: {len(rows)} data rows; a network trace needs at least 2")
     arrays = [np.array(c, dtype=np.float64) for c in columns]
     for a in arrays:
         a.flags.writeable = False  # cached and shared between devices
@@ -159,9 +153,7 @@ class LatencyTable:
 
     __slots__ = ("batch_sizes", "num_tokens", "_b", "_n", "_rows", "_floor")
 
-    def __init__(
-        self, batch_sizes: list[int], num_tokens: list[int], ms: list[list[float]]
-    ) -> None:
+    def __init__(self, batch_sizes: list[int], num_tokens: list[int], ms: list[list[float]]) -> None:
         self.batch_sizes = tuple(batch_sizes)
         self.num_tokens = tuple(num_tokens)
         # A lone grid value gets a phantom neighbour with the same times, so one code path serves.
@@ -206,8 +198,7 @@ def load_latency_table(path: str | os.PathLike[str]) -> LatencyTable:
             raise UserError(f"{path}:{lineno}: ms is {fields[2]}; ms must be > 0")
         if (b, n) in grid:
             raise UserError(
-                f"{path}:{lineno}: batch_size {b}, num_tokens {n} repeated; "
-                "each grid point appears once"
+                f"{path}:{lineno}: batch_size {b}, num_tokens {n} repeated; each grid point appears once"
             )
         grid[b, n] = ms
     batch_sizes = sorted({b for b, _ in grid})
@@ -251,9 +242,7 @@ def load_workload_trace(path: str | os.PathLike[str]) -> tuple[TraceRequest, ...
                 f"{path}:{lineno}: invalid JSON ({e.msg}); each line is one JSON object"
             ) from None
         if not isinstance(obj, dict):
-            raise UserError(
-                f"{path}:{lineno}: a JSON {type(obj).__name__}; each line is one JSON object"
-            )
+            raise UserError(f"{path}:{lineno}: a JSON {type(obj).__name__}; each line is one JSON object")
         unknown = sorted(set(obj) - set(WORKLOAD_KEYS))
         if unknown:
             raise UserError(f"{path}:{lineno}: unknown key {unknown[0]!r}; {allowed_keys}")
@@ -270,9 +259,7 @@ def load_workload_trace(path: str | os.PathLike[str]) -> tuple[TraceRequest, ...
             or not math.isfinite(arrival)
             or arrival < 0
         ):
-            raise UserError(
-                f"{path}:{lineno}: arrival_s is {arrival!r}; arrival_s must be a number >= 0"
-            )
+            raise UserError(f"{path}:{lineno}: arrival_s is {arrival!r}; arrival_s must be a number >= 0")
         if requests and arrival < requests[-1].arrival_s:
             raise UserError(
                 f"{path}:{lineno}: arrival_s {arrival!r} is before the previous "
@@ -281,9 +268,7 @@ def load_workload_trace(path: str | os.PathLike[str]) -> tuple[TraceRequest, ...
         for key in ("prompt_tokens", "output_tokens"):
             value = obj[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserError(
-                    f"{path}:{lineno}: {key} is {value!r}; {key} must be an integer >= 1"
-                )
+                raise UserError(f"{path}:{lineno}: {key} is {value!r}; {key} must be an integer >= 1")
         for key in ("device", "acceptance"):
             if key in obj and not isinstance(obj[key], str):
                 raise UserError(f"{path}:{lineno}: {key} is {obj[key]!r}; {key} must be a string")

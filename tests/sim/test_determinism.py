@@ -50,7 +50,7 @@ def test_acceptance_paths_and_network_are_policy_independent() -> None:
     scenario = load_scenario("cellular", ["duration_s=20"])
     a, b = build(scenario, "fixed:1"), build(scenario, "fixed:8")
     a.run(), b.run()
-    for da, db in zip(a.devices, b.devices):
+    for da, db in zip(a.devices, b.devices, strict=True):
         times = np.linspace(0.0, 20.0, 257)
         assert [da.link.one_way_delay_s(t) for t in times] == [db.link.one_way_delay_s(t) for t in times]
 

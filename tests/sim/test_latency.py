@@ -42,9 +42,7 @@ def model(**kw: object) -> ModelProfile:
     return ModelProfile(**fields)
 
 
-H100 = hardware(
-    name="h100", peak_tflops=989, mem_bw_gbps=3350, interconnect_gbps=450, allreduce_latency_us=5
-)
+H100 = hardware(name="h100", peak_tflops=989, mem_bw_gbps=3350, interconnect_gbps=450, allreduce_latency_us=5)
 LLAMA_8B = model(name="llama-3-8b", params_b=8.03, layers=32, hidden=4096, heads=32, kv_heads=8)
 LLAMA_70B = model(name="llama-3-70b", params_b=70.6, layers=80, hidden=8192, heads=64, kv_heads=8)
 
@@ -108,8 +106,7 @@ def test_verify_of_a_window_costs_little_more_than_one_forward(cost: Roofline) -
 def test_batching_amortises_the_weight_read(cost: Roofline) -> None:
     context, tokens = 1000, 5
     per_token = [
-        cost.iteration_s(b, b * tokens, b * context, b * tokens * (context + (tokens + 1) / 2))
-        / (b * tokens)
+        cost.iteration_s(b, b * tokens, b * context, b * tokens * (context + (tokens + 1) / 2)) / (b * tokens)
         for b in (1, 2, 4, 8, 16, 32, 64)
     ]
     assert all(later < earlier for earlier, later in itertools.pairwise(per_token))
@@ -144,15 +141,11 @@ def test_tensor_parallel_without_interconnect_names_the_hardware() -> None:
 # directions, so sequential_s has to split its sum.
 MEMORY_THEN_COMPUTE = Roofline(
     hardware(peak_tflops=1, mem_bw_gbps=1000, mfu=1, mbu=1),
-    model(
-        params_b=0.001, layers=2, hidden=2048, heads=32, kv_heads=1, head_dim=64, bytes_per_weight=4
-    ),
+    model(params_b=0.001, layers=2, hidden=2048, heads=32, kv_heads=1, head_dim=64, bytes_per_weight=4),
 )
 COMPUTE_THEN_MEMORY = Roofline(
     hardware(peak_tflops=2, mem_bw_gbps=1000, mfu=1, mbu=1),
-    model(
-        params_b=0.001, layers=2, hidden=256, heads=4, kv_heads=4, head_dim=64, bytes_per_weight=0.5
-    ),
+    model(params_b=0.001, layers=2, hidden=256, heads=4, kv_heads=4, head_dim=64, bytes_per_weight=0.5),
 )
 
 
@@ -321,9 +314,7 @@ def target(**kw: object) -> TargetGroup:
 
 def test_target_cost_by_kind(table_path: str) -> None:
     roof = target_cost(target(tensor_parallel=4))
-    assert roof.iteration_s(1, 5, 1000, 5015) == Roofline(H100, LLAMA_70B, 4).iteration_s(
-        1, 5, 1000, 5015
-    )
+    assert roof.iteration_s(1, 5, 1000, 5015) == Roofline(H100, LLAMA_70B, 4).iteration_s(1, 5, 1000, 5015)
     assert target_cost(target(latency=CONSTANT)).iteration_s(2, 10, 0, 0) == pytest.approx(0.040)
     lookup = target_cost(target(latency={"kind": "lookup", "path": table_path}))
     assert lookup.iteration_s(16, 8, 0, 0) == pytest.approx(0.044)

@@ -119,8 +119,7 @@ def test_gilbert_elliott_time_in_bad_state_and_transitions() -> None:
 
 def test_gilbert_elliott_starts_in_the_stationary_distribution() -> None:
     starts = [
-        delay_process(link_spec(GE), np.random.default_rng(s)).one_way_delay_s(0.0) > 0.1
-        for s in range(1000)
+        delay_process(link_spec(GE), np.random.default_rng(s)).one_way_delay_s(0.0) > 0.1 for s in range(1000)
     ]
     assert np.mean(starts) == pytest.approx(0.02 / 0.12, abs=0.04)
 
@@ -187,9 +186,7 @@ def test_trace_parses_and_extends_the_last_row(tmp_path: Path) -> None:
 
 
 def test_trace_replay_reproduces_rows_and_loops(tmp_path: Path) -> None:
-    spec = link_spec(
-        {"kind": "trace", "path": write(tmp_path, TRACE_CSV), "delay_scale": 2.0, "loss": 0.05}
-    )
+    spec = link_spec({"kind": "trace", "path": write(tmp_path, TRACE_CSV), "delay_scale": 2.0, "loss": 0.05})
     process = delay_process(spec, np.random.default_rng(4))
     assert isinstance(process, TraceProcess)
     assert 0.0 <= process.offset_s < 2.5

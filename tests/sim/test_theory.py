@@ -43,9 +43,9 @@ def test_tokens_per_round_and_speedup_match_theory(alpha: float, gamma: int, c: 
     speedup = sd["session_tok_s"] / ar["session_tok_s"]
     assert sd["tokens_per_round"] == pytest.approx(expected_tokens, rel=0.01)
     assert speedup == pytest.approx(expected_speedup, rel=0.01)
-    assert sd["acceptance_rate"] == pytest.approx(
-        (expected_tokens - 1) / gamma, rel=0.02
-    ), "accepted/drafted = E[A]/γ"
+    assert sd["acceptance_rate"] == pytest.approx((expected_tokens - 1) / gamma, rel=0.02), (
+        "accepted/drafted = E[A]/γ"
+    )
 
 
 def test_ideal_has_no_network_or_queueing() -> None:

@@ -1,0 +1,72 @@
+"""The telemetry vector: one definition, updated every round, inside its bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dsd_gym.config import load_scenario
+from dsd_gym.runner import build
+from dsd_gym.sim.records import RoundRecord
+from dsd_gym.telemetry import FEATURES, HIGH, INDEX, LOW, NAMES, TelemetryTracker
+
+
+def _record(gamma=4, accepted=2, start=0.0, end=0.1, draft=0.02, up=0.01, queue=0.005, verify=0.05,
+            down=0.015, mode=0) -> RoundRecord:  # fmt: skip
+    return RoundRecord(0, 0, mode, gamma, accepted, accepted + 1, 10, start, end, draft, up, queue, verify,
+                       down, 3, 7, 100)  # fmt: skip
+
+
+def test_features_are_named_once_with_units_and_bounds() -> None:
+    assert len(set(NAMES)) == len(NAMES)
+    assert all(f.unit and f.low < f.high and f.scale > 0 for f in FEATURES)
+
+
+def test_rtt_is_round_minus_draft_minus_server_time() -> None:
+    t = TelemetryTracker(smoothing=0.5)
+    t.update(_record())
+    assert t["round_ms"] == pytest.approx(100.0)
+    assert t["rtt_ms"] == pytest.approx(100.0 - 20.0 - 55.0)
+    assert t["server_ms"] == pytest.approx(55.0)
+    assert t["queue_depth"] == 3 and t["batch_size"] == 7
+    assert t["accepted"] == 2 and t["drafted"] == 4 and t["last_gamma"] == 4
+    assert t["acceptance_ewma"] == pytest.approx(0.5)
+    assert t["draft_ms_per_token"] == pytest.approx(5.0)
+    assert t["context_tokens"] == 103
+
+
+def test_smoothing_is_an_ewma_of_the_newest_round() -> None:
+    t = TelemetryTracker(smoothing=0.25)
+    t.update(_record(end=0.1))
+    t.update(_record(start=0.1, end=0.3))
+    assert t["round_ms"] == pytest.approx(200.0)
+    assert t["round_ms_ewma"] == pytest.approx(100.0 + 0.25 * 100.0)
+    t.update(_record(gamma=8, accepted=8))
+    # accepted/drafted EWMAs: (2 + .25 (2 - 2) + .25 (8 - 2)) / (4 + .25 (8 - 4)) = 3.5 / 5
+    assert t["acceptance_ewma"] == pytest.approx(3.5 / 5.0)
+
+
+def test_history_keeps_the_last_k_rounds() -> None:
+    t = TelemetryTracker(history=2)
+    for k in range(5):
+        t.update(_record(gamma=k + 1, accepted=0))
+    assert [h[INDEX["last_gamma"]] for h in t.history] == [4.0, 5.0]
+
+
+def test_vectors_stay_in_bounds_on_every_shipped_scenario() -> None:
+    for name in ("metro-5g", "cellular", "flaky", "busy-cloud"):
+        seen: list[np.ndarray] = []
+
+        def hook(record, session, seen=seen) -> None:
+            seen.append(session.telemetry.vector())
+
+        build(load_scenario(name, ["duration_s=15", "warmup_s=0"]), "fixed:4", round_hook=hook).run()
+        stacked = np.stack(seen)
+        assert stacked.dtype == np.float32 and np.isfinite(stacked).all()
+        assert (stacked >= LOW).all() and (stacked <= HIGH).all()
+        assert stacked[:, INDEX["rtt_ms"]].max() > 0
+
+
+def test_bad_smoothing_is_refused() -> None:
+    with pytest.raises(ValueError, match="smoothing"):
+        TelemetryTracker(smoothing=0.0)
