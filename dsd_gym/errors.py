@@ -7,7 +7,7 @@ it without a traceback and exits with status 2.
 from __future__ import annotations
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """Bad input: a scenario, an override, a policy spec, a file. The message is one line."""
 
     exit_code = 2

@@ -8,6 +8,8 @@ allowed.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import os
 import types
@@ -112,6 +114,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def apply_override(raw: dict[str, Any], text: str) -> None:
     """Set one dotted key in the raw scenario mapping (lists are indexed by number)."""
     path, value = parse_override(text)
+    set_key(raw, path, value, f"override {text!r}")
+
+
+def set_key(raw: dict[str, Any], path: list[str], value: Any, what: str) -> None:
+    """Set ``value`` at ``path`` (mapping keys and list indices); ``what`` names it in errors."""
     node: Any = raw
     for depth, part in enumerate(path):
         last = depth == len(path) - 1
@@ -119,7 +126,7 @@ def apply_override(raw: dict[str, Any], text: str) -> None:
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 raise UserError(
-                    f"override {text!r}: {where} is not an item of a list of {len(node)}; "
+                    f"{what}: {where} is not an item of a list of {len(node)}; "
                     f"allowed indices 0..{len(node) - 1}"
                 )
             if last:
@@ -135,7 +142,7 @@ def apply_override(raw: dict[str, Any], text: str) -> None:
                 node = node[part]
         else:
             parent = ".".join(path[:depth])
-            raise UserError(f"override {text!r}: {parent} is a value ({node!r}), not a mapping or list")
+            raise UserError(f"{what}: {parent} is a value ({node!r}), not a mapping or list")
 
 
 # --------------------------------------------------------------------------- validation errors
@@ -255,26 +262,58 @@ def scenario_path(name_or_path: str, root: Path | None = None) -> Path:
     return named
 
 
-def load_scenario(
+@dataclasses.dataclass(frozen=True)
+class RawScenario:
+    """A scenario as read, before validation: what overrides and domain randomisation change."""
+
+    data: dict[str, Any]
+    bases: tuple[Path, ...]  # where relative paths are looked up, in order
+    root: Path
+
+    def with_overrides(self, overrides: typing.Iterable[str]) -> RawScenario:
+        data = copy.deepcopy(self.data)
+        for text in overrides:
+            apply_override(data, text)
+        return dataclasses.replace(self, data=data)
+
+    def with_values(self, values: dict[str, Any]) -> RawScenario:
+        """Set dotted keys to already-parsed values (no YAML parsing of the value)."""
+        data = copy.deepcopy(self.data)
+        for key, value in values.items():
+            set_key(data, key.split("."), value, key)
+        return dataclasses.replace(self, data=data)
+
+    def validate(self) -> schema.Scenario:
+        """Validate and cross-check. Raises UserError on any problem."""
+        data = copy.deepcopy(self.data)
+        _resolve_paths(data, list(self.bases))
+        try:
+            scenario = schema.Scenario.model_validate(data, context={"profiles": profile_contexts(self.root)})
+        except ValidationError as exc:
+            raise UserError(f"scenario {data.get('name')!r}: {explain(exc, schema.Scenario)}") from None
+        _check_files(scenario, self.root)
+        _check_policies(scenario)
+        return scenario
+
+
+def read_scenario(
     name_or_path: str, overrides: typing.Sequence[str] = (), root: Path | None = None
-) -> schema.Scenario:
-    """Read, override, validate and cross-check a scenario. Raises UserError on any problem."""
+) -> RawScenario:
+    """Read a scenario file and apply ``--set`` overrides, without validating."""
     root = root or configs_dir()
     path = scenario_path(name_or_path, root)
     raw = _read_yaml(path)
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a scenario must be a mapping of keys to values")
     raw.setdefault("name", path.stem)
-    for text in overrides:
-        apply_override(raw, text)
-    _resolve_paths(raw, [path.parent.resolve(), root.resolve()])
-    try:
-        scenario = schema.Scenario.model_validate(raw, context={"profiles": profile_contexts(root)})
-    except ValidationError as exc:
-        raise UserError(f"scenario {raw.get('name')!r}: {explain(exc, schema.Scenario)}") from None
-    _check_files(scenario, root)
-    _check_policies(scenario)
-    return scenario
+    return RawScenario(raw, (path.parent.resolve(), root.resolve()), root).with_overrides(overrides)
+
+
+def load_scenario(
+    name_or_path: str, overrides: typing.Sequence[str] = (), root: Path | None = None
+) -> schema.Scenario:
+    """Read, override, validate and cross-check a scenario. Raises UserError on any problem."""
+    return read_scenario(name_or_path, overrides, root).validate()
 
 
 def _check_policies(scenario: schema.Scenario) -> None:

@@ -437,6 +437,27 @@ class TelemetrySpec(Model):
     smoothing: Fraction = 0.2  # EWMA weight of the newest round
 
 
+class RandomRange(Model):
+    """How one scenario key varies at every env reset: exactly one of the four forms."""
+
+    uniform: tuple[float, float] | None = None
+    log_uniform: tuple[PositiveFloat, PositiveFloat] | None = None
+    integers: tuple[int, int] | None = None  # inclusive
+    choice: list[Any] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> RandomRange:
+        forms = [f for f in ("uniform", "log_uniform", "integers", "choice") if getattr(self, f) is not None]
+        if len(forms) != 1:
+            raise ValueError(
+                f"give exactly one of uniform, log_uniform, integers, choice; got {forms or 'none'}"
+            )
+        bounds = getattr(self, forms[0])
+        if forms[0] != "choice" and bounds[1] < bounds[0]:
+            raise ValueError(f"{forms[0]} bounds must be [low, high] with low <= high; got {list(bounds)}")
+        return self
+
+
 class Scenario(Model):
     """A whole simulated edge-cloud DSD system and how long to run it."""
 
@@ -453,6 +474,7 @@ class Scenario(Model):
     payload: PayloadSpec = PayloadSpec()
     slo: SLOSpec = SLOSpec()
     telemetry: TelemetrySpec = TelemetrySpec()
+    randomize: dict[str, RandomRange] = {}  # dotted key -> range, drawn at every env reset
 
     @field_validator("acceptance", mode="before")
     @classmethod

@@ -160,7 +160,13 @@ class BackgroundStream:
 
 
 class Target:
-    """One cloud target: a tensor-parallel GPU group running the target model."""
+    """One cloud target: a tensor-parallel GPU group running the target model.
+
+    While no session's job is queued, the target only serves background load, and nobody waits on
+    those iterations: it then plays them lazily (``_catch_up``), without simulation events, up to the
+    moment a session's job arrives, a failure strikes, or the run ends. The iteration sequence is
+    exactly the one event-driven batching would produce; it just costs no event per iteration.
+    """
 
     def __init__(
         self,
@@ -187,11 +193,13 @@ class Target:
         self.queue: list[tuple[float, int, Job]] = []
         self._seq = itertools.count()
         self.batch: list[tuple[Job, int]] = []
-        self.busy = False
+        self.busy = False  # an event-driven iteration is running (or a lazy one a job waits for)
         self.up = True
         self.epoch = 0
-        self._wake_at = -1.0
         self._busy_until = 0.0  # planned end of the running iteration
+        self._owned = 0  # queued jobs that belong to sessions
+        self._lazy = background is not None  # playing background-only iterations lazily
+        self._clock = 0.0  # lazy mode: when the next background-only batch is formed
         if failure_rng is not None and group.mtbf_s is not None:
             env.process(self._failures(failure_rng))
 
@@ -205,18 +213,35 @@ class Target:
             self._drop(job)
             return
         now = self.env.now
+        if self._lazy:
+            self._catch_up(now)
         job.arrived_s = now
         job.queue_depth = len(self.queue)
         heapq.heappush(self.queue, (now, next(self._seq), job))
+        self._owned += 1
+        if self._lazy:
+            self._lazy = False
+            if self._clock > now:  # a background iteration is running: the job joins the next one
+                self.busy = True
+                epoch = self.epoch
+                self.env.timeout(self._clock - now).callbacks.append(lambda _e: self._resume(epoch))
+                return
         if not self.busy:
             self._start()
 
+    def settle(self, now: float) -> None:
+        """Account for background-only iterations up to ``now`` (before metrics are read)."""
+        if self._lazy and self.up:
+            self._catch_up(now)
+
     # -- the batcher ---------------------------------------------------------------------------
 
-    def _start(self) -> None:
-        """Form the next batch: queued jobs and due background arrivals, oldest first."""
-        env, queue, background = self.env, self.queue, self.background
-        now = env.now
+    def _form(self, now: float) -> tuple[list[tuple[Job, int]], int, int, float]:
+        """The next batch at ``now``: queued jobs and due background arrivals, oldest first.
+
+        Returns (queued jobs with the tokens each processes, batch size, new tokens, duration).
+        """
+        queue, background = self.queue, self.background
         inf = float("inf")
         budget, slots = self.max_batch_tokens, self.max_batch_size
         batch: list[tuple[Job, int]] = []
@@ -253,6 +278,8 @@ class Target:
             else:
                 break
             heapq.heappop(queue)
+            if job.owner is not None:
+                self._owned -= 1
             if job.started_s < 0:
                 job.started_s = now
             batch.append((job, take))
@@ -264,18 +291,53 @@ class Target:
             fused = fused or job.kind == JobKind.FUSED
         size = len(batch) + background_verifies
         if size == 0:
-            self.busy = False
-            self._schedule_wake()
-            return
+            return batch, 0, 0, 0.0
         duration = self.cost.iteration_s(size, n_tokens, context_sum, attention)
         if fused:
             duration += self._cloud_draft_s(batch)
+        self.metrics.on_iteration(self, now, duration, size, n_tokens, background_verifies)
+        return batch, size, n_tokens, duration
+
+    def _start(self) -> None:
+        """Start an event-driven iteration now, or go lazy when only background work is left."""
+        now = self.env.now
+        if self._owned == 0 and self.background is not None:
+            self._lazy = True
+            self._clock = now
+            self.busy = False
+            return
+        batch, size, _, duration = self._form(now)
+        if size == 0:
+            self.busy = False
+            return
         self.batch = batch
         self.busy = True
         self._busy_until = now + duration
-        self.metrics.on_iteration(self, now, duration, size, n_tokens, background_verifies)
         epoch = self.epoch
-        env.timeout(duration).callbacks.append(lambda _e: self._finish(epoch, size))
+        self.env.timeout(duration).callbacks.append(lambda _e: self._finish(epoch, size))
+
+    def _catch_up(self, t: float) -> None:
+        """Play the background-only iterations that start by ``t``; nobody observes their jobs."""
+        background = self.background
+        while self._clock <= t:
+            if not self.queue:
+                arrival = background.next_s()
+                if arrival > t:
+                    return  # idle until after t
+                if arrival > self._clock:
+                    self._clock = arrival
+            batch, size, _, duration = self._form(self._clock)
+            if size == 0:
+                return
+            self._busy_until = self._clock + duration
+            self._clock = self._busy_until
+            self._complete(batch, size, self._clock)
+
+    def _resume(self, epoch: int) -> None:
+        """The background iteration a session's job waited for has ended."""
+        if epoch == self.epoch:
+            self.busy = False
+            self._start()
 
     def _cloud_draft_s(self, batch: list[tuple[Job, int]]) -> float:
         """The fused jobs' draft passes: pass k batches every fused job with γ >= k."""
@@ -287,35 +349,26 @@ class Target:
             total += self.draft_cost.iteration_s(len(live), len(live), context, context + len(live))
         return total
 
-    def _finish(self, epoch: int, size: int) -> None:
-        if epoch != self.epoch:
-            return  # the target failed during this iteration; its jobs are already dropped
-        now = self.env.now
-        batch, self.batch = self.batch, []
+    def _complete(self, batch: list[tuple[Job, int]], size: int, now: float) -> None:
+        """Jobs of an iteration ending at ``now``: unfinished prefills queue again, the rest are done."""
         for job, take in batch:
             job.tokens -= take
             if job.tokens > 0:
                 heapq.heappush(self.queue, (job.arrived_s, next(self._seq), job))
+                if job.owner is not None:
+                    self._owned += 1
                 continue
             job.done_s = now
             job.batch_size = size
             if job.owner is not None:
                 job.owner.on_job_done(job)
+
+    def _finish(self, epoch: int, size: int) -> None:
+        if epoch != self.epoch:
+            return  # the target failed during this iteration; its jobs are already dropped
+        batch, self.batch = self.batch, []
+        self._complete(batch, size, self.env.now)
         self._start()
-
-    def _schedule_wake(self) -> None:
-        """While idle, the next background arrival must start an iteration by itself."""
-        if self.background is None or not self.up:
-            return
-        at = self.background.next_s()
-        if at == self._wake_at or at == float("inf"):
-            return
-        self._wake_at = at
-        self.env.timeout(at - self.env.now).callbacks.append(self._wake)
-
-    def _wake(self, _event: simpy.Event) -> None:
-        if not self.busy and self.up:
-            self._start()
 
     # -- failures ------------------------------------------------------------------------------
 
@@ -325,22 +378,25 @@ class Target:
 
     def _failures(self, rng: np.random.Generator):
         """Alternate up and down times: exponential with means MTBF and MTTR."""
-        group = self.group
+        group, env = self.group, self.env
         while True:
-            yield self.env.timeout(float(rng.exponential(group.mtbf_s)))
+            yield env.timeout(float(rng.exponential(group.mtbf_s)))
+            now = env.now
+            if self._lazy:
+                self._catch_up(now)
+            running = self.busy or (self._lazy and self._busy_until > now)
             self.up = False
             self.epoch += 1  # the KV cache and every job in flight are gone
             lost = [job for job, _ in self.batch] + [job for _, _, job in self.queue]
+            self.batch, self.queue, self.busy, self._lazy, self._owned = [], [], False, False, 0
             # The running iteration dies now: it is not busy time beyond the failure.
-            cut_until = self._busy_until if self.busy else self.env.now
-            self.batch, self.queue, self.busy = [], [], False
-            self.metrics.on_failure(self, self.env.now, cut_until)
+            self.metrics.on_failure(self, now, self._busy_until if running else now)
             for job in lost:
                 self._drop(job)
-            yield self.env.timeout(float(rng.exponential(group.mttr_s)))
+            yield env.timeout(float(rng.exponential(group.mttr_s)))
             self.up = True
             if self.background is not None:
-                self.background.skip_until(self.env.now)  # arrivals while down were refused
+                self.background.skip_until(env.now)  # arrivals while down were refused
             self._start()
 
 

@@ -4,13 +4,15 @@ A request's life: arrival -> prompt upload -> target prefill (the edge prefills 
 parallel) -> first token at the edge (TTFT) -> decode rounds until its output length is committed.
 Before each round the session asks its controller for a decision; every round commits A + 1 tokens.
 
-Per distributed round the session spends three simulation events (draft done, uplink delivered,
-response delivered); the link and the edge device are FIFO servers computed arithmetically.
+Per distributed round the session's process wakes once (for the reply); the end of the draft and
+the uplink delivery are plain callbacks, and on a device with one session the uplink is booked at
+decision time. The link and the edge device are FIFO servers computed arithmetically.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import simpy
@@ -24,6 +26,10 @@ if TYPE_CHECKING:
     from dsd_gym.sim.system import EdgeDevice, Simulation
 
 LOST = object()  # the value a session wakes with when its job was lost (timed out)
+
+
+def _deliver(target: Any, job: Job, _event: simpy.Event) -> None:
+    target.submit(job)
 
 
 def _trigger(env: simpy.Environment, event: simpy.Event, delay: float, value: Any) -> None:
@@ -59,6 +65,8 @@ class Session:
         self._pending: simpy.Event | None = None
         self._pending_job: Job | None = None
         self.rounds = 0
+        self.tokens = 0  # output tokens committed over the session's life
+        self.completed = 0  # requests completed
         self.last_decision: Decision | None = None
         payload = sim.scenario.payload
         self._header = payload.header_bytes
@@ -123,6 +131,7 @@ class Session:
             yield self.env.timeout(req.last_token_s - self.env.now)
         req.done_s = req.last_token_s
         sim.active -= 1
+        self.completed += 1
         sim.metrics.on_request_done(req, self)
         self.request = None
 
@@ -156,6 +165,7 @@ class Session:
             req.committed = 1  # the prefill's own output token
             req.first_token_s = env.now
             req.last_token_s = env.now
+            self.tokens += 1
             sim.metrics.on_tokens(self, env.now, 1)
 
     def _distributed_round(self, req: Request, gamma: int) -> Generator[simpy.Event, Any, bool]:
@@ -172,22 +182,17 @@ class Session:
             draft_s += device.cost.prefill_s(behind - 1, context - behind)
         draft_end = (start if start > device.busy_until else device.busy_until) + draft_s
         device.busy_until = draft_end
-        nbytes = self._header + gamma * self._draft_bytes
-        if device.exclusive:
-            # Nobody else sends on this uplink: the send can be booked now, one event saved.
-            sent = draft_end
-            arrive = self.link.send_up(sent, nbytes)
-            yield env.timeout(arrive - start)
-        else:
-            yield env.timeout(draft_end - start)
-            sent = env.now
-            arrive = self.link.send_up(sent, nbytes)
-            yield env.timeout(arrive - sent)
         accepted = req.path.accepted_count(position, gamma)
-        job = Job(JobKind.VERIFY, gamma + 1, context, gamma, self, req.kv_epoch, sent)
+        job = Job(JobKind.VERIFY, gamma + 1, context, gamma, self, req.kv_epoch)
         job.response_bytes = self._reply_bytes + (accepted + 1) * self._token_bytes
+        nbytes = self._header + gamma * self._draft_bytes
+        target = req.target
         waiting = self._wait(job)
-        req.target.submit(job)
+        # Draft and uplink run as plain callbacks: the session itself wakes once, for the reply.
+        if device.exclusive:  # nobody else sends on this uplink: book the send now
+            self._send(job, nbytes, target, draft_end)
+        else:
+            env.timeout(draft_end - start).callbacks.append(partial(self._send_now, job, nbytes, target))
         result = yield waiting
         if result is LOST:
             return False
@@ -196,9 +201,8 @@ class Session:
         req.committed += committed
         req.draft_pos = req.committed
         req.last_token_s = end
-        # Split at job.arrived_s (the clock when the job reached the target), not at `arrive`: the
-        # clock gets there as start + (arrive - start), which can be an ulp short, and the queue
-        # time started_s - arrive would then be negative.
+        # Split at job.arrived_s (the clock when the job reached the target), not at the computed
+        # arrival: the clock gets there as now + (arrival - now), which can be an ulp short.
         self._record(
             req,
             Mode.DISTRIBUTED,
@@ -209,7 +213,7 @@ class Session:
             start,
             end,
             draft_end - start,
-            job.arrived_s - sent,
+            job.arrived_s - job.sent_s,
             job.started_s - job.arrived_s,
             job.done_s - job.started_s,
             end - job.done_s,
@@ -217,6 +221,15 @@ class Session:
             context,
         )
         return True
+
+    def _send_now(self, job: Job, nbytes: int, target: Any, _event: simpy.Event) -> None:
+        self._send(job, nbytes, target, self.env.now)
+
+    def _send(self, job: Job, nbytes: int, target: Any, sent: float) -> None:
+        """The draft tokens leave the edge at ``sent``; the job reaches the target on arrival."""
+        job.sent_s = sent
+        arrive = self.link.send_up(sent, nbytes)
+        self.env.timeout(arrive - self.env.now).callbacks.append(partial(_deliver, target, job))
 
     def _cloud_round(self, req: Request, decision: Decision) -> Generator[simpy.Event, Any, bool]:
         """Fused or autoregressive: the round runs at the cloud; tokens stream to the edge."""
@@ -284,6 +297,7 @@ class Session:
             context,
         )
         req.rounds += 1
+        self.tokens += committed
         self.rounds += 1
         if self.telemetry is not None:
             self.telemetry.update(record)

@@ -240,6 +240,8 @@ class Simulation:
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
+        for target in self.targets:
+            target.settle(min(self.env.now, self.scenario.duration_s))
         up = sum(d.link.up.bytes for d in self.devices)
         down = sum(d.link.down.bytes for d in self.devices)
         retransmissions = sum(d.link.up.retransmissions + d.link.down.retransmissions for d in self.devices)

@@ -1,0 +1,427 @@
+"""The Gymnasium environments: one ``step`` is one verification round (DESIGN §5).
+
+The env is a controller whose decisions come from outside: the decision point of a session
+(``Session.serve`` asking its controller) returns a SimPy event, the simulation stops there, and
+``step`` answers it and runs to the next decision point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import simpy
+from gymnasium import spaces
+from pydantic import ValidationError
+
+from dsd_gym.config.loader import RawScenario, explain, read_scenario
+from dsd_gym.config.schema import MODES, RandomRange, Scenario
+from dsd_gym.controllers import parse_policy
+from dsd_gym.envs.randomization import ScenarioSampler
+from dsd_gym.envs.registration import DEFAULT_SCENARIO
+from dsd_gym.envs.rewards import StepOutcome, reward_function
+from dsd_gym.errors import UserError
+from dsd_gym.sim import Decision, Mode, RoundRecord, Session, Simulation
+from dsd_gym.telemetry import FEATURES, HIGH, LOW, TelemetryTracker, table
+
+HORIZON = "horizon"  # the value of the stop event when the horizon ends the episode
+NO_ROUND = {  # the round fields of ``info`` when the step ran no round of the deciding session
+    "mode": -1, "gamma": 0, "accepted": 0, "committed": 0, "round_ms": 0.0, "draft_ms": 0.0, "uplink_ms": 0.0,
+    "queue_ms": 0.0, "verify_ms": 0.0, "downlink_ms": 0.0, "queue_depth": 0, "batch_size": 0,
+}  # fmt: skip
+INFO_KEYS = (
+    "sim_time_s", "session", "tokens", "rounds", "requests_completed", "mode", "gamma", "accepted",
+    "committed", "round_ms", "draft_ms", "uplink_ms", "queue_ms", "verify_ms", "downlink_ms",
+    "queue_depth", "batch_size",
+)  # fmt: skip
+
+
+class _External:
+    """The controller of the sessions the agent drives: it hands the decision point to the env."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: _DSDBase) -> None:
+        self.owner = owner
+
+    def decide(self, session: Session) -> simpy.Event:
+        return self.owner._decision_point(session)
+
+
+class _DSDBase(gym.Env):
+    """What the ego env and the fleet env share: construction, reset, the run loop, pickling."""
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    fleet = False
+
+    def __init__(
+        self,
+        scenario: str | Scenario = DEFAULT_SCENARIO,
+        reward: str = "throughput",
+        reward_kwargs: dict[str, float] | None = None,
+        window_choices: Sequence[int] | None = None,
+        modes: Sequence[str] | None = None,
+        history: int = 0,
+        horizon_s: float = 60.0,
+        others: str | None = None,
+        randomize: bool | dict[str, Any] = True,
+        overrides: Sequence[str] = (),
+        render_mode: str | None = None,
+    ) -> None:
+        self._kwargs = dict(
+            scenario=scenario, reward=reward, reward_kwargs=reward_kwargs, window_choices=window_choices,
+            modes=modes, history=history, horizon_s=horizon_s, others=others, randomize=randomize,
+            overrides=tuple(overrides), render_mode=render_mode,
+        )  # fmt: skip
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise UserError(f"render_mode {render_mode!r} is unknown; allowed: ansi or None")
+        self.render_mode = render_mode
+        if isinstance(history, bool) or not isinstance(history, int) or history < 0:
+            raise UserError(f"history: value {history!r} is invalid; allowed: an integer >= 0")
+        if isinstance(horizon_s, bool) or not isinstance(horizon_s, (int, float)) or not horizon_s > 0:
+            raise UserError(f"horizon_s: value {horizon_s!r} is invalid; allowed: a number of seconds > 0")
+        self.history = history
+        self.horizon_s = float(horizon_s)
+        raw = self._raw(scenario, overrides, window_choices, modes)
+        ranges = self._ranges(raw, randomize)
+        self.sampler = ScenarioSampler(raw, ranges)
+        base = self.sampler.base
+        if base.workload.kind != "closed_loop":
+            raise UserError(
+                f"scenario {base.name!r}: workload.kind {base.workload.kind!r}: the env needs a closed_loop "
+                "workload (the agent drives persistent sessions)"
+            )
+        self.others = others
+        try:
+            parse_policy(others or base.control.policy, base)
+        except UserError as exc:
+            raise UserError(f"others: {exc}") from None
+        self._reward, self._reward_params = reward_function(reward, reward_kwargs, base.slo.tpot_ms / 1e3)
+        self.decisions = self._action_table(base)
+        self.action_space = spaces.Discrete(len(self.decisions))
+        rows = history + 1
+        self.observation_space = spaces.Box(
+            low=np.tile(LOW, rows), high=np.tile(HIGH, rows), dtype=np.float32
+        )
+        self._zeros = np.zeros(len(FEATURES), dtype=np.float32)
+        self._sim: Simulation | None = None
+        self._episode: tuple[int, dict[str, Any]] | None = None
+        self._actions: list[int] = []
+
+    # -- construction helpers ------------------------------------------------------------------
+
+    @staticmethod
+    def _raw(
+        scenario: str | Scenario,
+        overrides: Sequence[str],
+        window_choices: Sequence[int] | None,
+        modes: Sequence[str] | None,
+    ) -> RawScenario:
+        if isinstance(scenario, Scenario):
+            from dsd_gym.config import configs_dir
+
+            raw = RawScenario(scenario.model_dump(), (configs_dir(),), configs_dir()).with_overrides(
+                overrides
+            )
+        elif isinstance(scenario, str):
+            raw = read_scenario(scenario, overrides)
+        else:
+            raise UserError(
+                f"scenario: value {scenario!r} is invalid; allowed: a name, a YAML path or a Scenario"
+            )
+        values: dict[str, Any] = {}
+        if window_choices is not None:
+            choices = list(window_choices)
+            if not choices or any(isinstance(g, bool) or not isinstance(g, int) or g < 1 for g in choices):
+                raise UserError(
+                    f"window_choices: value {window_choices!r} is invalid; allowed: a non-empty list of "
+                    "integers >= 1"
+                )
+            values["control.window_choices"] = choices
+        if modes is not None:
+            unknown = [m for m in modes if m not in MODES]
+            if unknown or not modes:
+                raise UserError(
+                    f"modes: value {modes!r} is invalid; allowed: a non-empty subset of {list(MODES)}"
+                )
+            values["control.modes"] = list(modes)
+        return raw.with_values(values) if values else raw
+
+    @staticmethod
+    def _ranges(raw: RawScenario, randomize: bool | dict[str, Any]) -> dict[str, RandomRange]:
+        if randomize is True:
+            spec = raw.data.get("randomize") or {}
+        elif randomize is False:
+            spec = {}
+        elif isinstance(randomize, dict):
+            spec = randomize
+        else:
+            raise UserError(f"randomize: value {randomize!r} is invalid; allowed: True, False or a mapping")
+        ranges = {}
+        for key, value in spec.items():
+            try:
+                ranges[key] = value if isinstance(value, RandomRange) else RandomRange.model_validate(value)
+            except ValidationError as exc:
+                raise UserError(f"randomize.{key}: {explain(exc, RandomRange)}") from None
+        return ranges
+
+    @staticmethod
+    def _action_table(scenario: Scenario) -> list[Decision]:
+        """Action index -> decision: every window distributed, then fused, then autoregressive."""
+        choices, modes = scenario.control.window_choices, scenario.control.modes
+        table = []
+        if "distributed" in modes:
+            table += [Decision(g, Mode.DISTRIBUTED) for g in choices]
+        if "fused" in modes:
+            table += [Decision(g, Mode.FUSED) for g in choices]
+        if "autoregressive" in modes:
+            table.append(Decision(0, Mode.AUTOREGRESSIVE))
+        return table
+
+    def action_to_decision(self, action: int) -> Decision:
+        return self.decisions[int(action)]
+
+    # -- the episode ---------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        unknown = set(options) - {"values"}
+        if unknown:
+            raise UserError(f"reset options {sorted(unknown)} are unknown; allowed: values")
+        sim_seed = int(self.np_random.integers(2**31 - 1))
+        values = options["values"] if "values" in options else self.sampler.draw(self.np_random)
+        self._start(sim_seed, dict(values))
+        return self._advance()[0], self._info()
+
+    def _start(self, sim_seed: int, values: dict[str, Any]) -> None:
+        scenario = self.sampler.scenario(values)
+        scenario = scenario.model_copy(update={"duration_s": self.horizon_s, "warmup_s": 0.0})
+        self.scenario = scenario
+        self._episode = (sim_seed, values)
+        self._actions = []
+        self._external = _External(self)
+        others = parse_policy(self.others or scenario.control.policy, scenario)
+        background = {
+            g.name: parse_policy(g.policy, scenario) for g in scenario.devices if g.policy is not None
+        }
+        history = self.history + 1 if self.history else 0
+        self._driven: list[Session] = []
+        self._step_rounds: list[RoundRecord] = []
+        self._pending: list[tuple[Session, simpy.Event]] = []
+
+        def controllers(group: Any) -> Any:
+            if group.policy is not None:
+                return background[group.name](group)
+            if self.fleet or not self._claimed:
+                self._claimed = True
+                return self._external
+            return others(group)
+
+        self._claimed = False
+        sim = Simulation(
+            scenario, controllers, seed=sim_seed,
+            telemetry=lambda sc: TelemetryTracker(sc.telemetry.smoothing, history),
+            round_hook=self._on_round,
+        )  # fmt: skip
+        self._sim = sim
+        self._driven = [s for s in sim.sessions if s.controller is self._external]
+        self._driven_ids = {s.sid for s in self._driven}
+        self._tokens = 0
+        self._stop = sim.env.event()
+        self._expired = False
+        sim.env.timeout(self.horizon_s).callbacks.append(self._horizon)
+        self.deciding: Session | None = None
+
+    def _on_round(self, record: RoundRecord, session: Session) -> None:
+        if record.session in self._driven_ids:
+            self._step_rounds.append(record)
+
+    def _decision_point(self, session: Session) -> simpy.Event:
+        answer = self._sim.env.event()
+        self._pending.append((session, answer))
+        if not self._stop.triggered:
+            self._stop.succeed(session)
+        return answer
+
+    def _horizon(self, _event: simpy.Event) -> None:
+        self._expired = True
+        if not self._stop.triggered:
+            self._stop.succeed(HORIZON)
+
+    def _advance(self) -> tuple[np.ndarray, bool]:
+        """Run to the next decision point of a driven session (or the horizon)."""
+        if not self._pending and not self._expired:
+            self._sim.env.run(until=self._stop)
+            self._stop = self._sim.env.event()
+        truncated = self._expired
+        self.deciding = None if truncated else self._pending[0][0]
+        return self._observation(), truncated
+
+    def _observation(self) -> np.ndarray:
+        session = self.deciding or self._driven[0]
+        tracker = session.telemetry
+        if not self.history:
+            return tracker.vector()
+        rows = [np.clip(np.asarray(h, dtype=np.float32), LOW, HIGH) for h in reversed(tracker.history)]
+        rows += [self._zeros] * (self.history + 1 - len(rows))
+        return np.concatenate(rows)
+
+    def step(self, action: int):
+        if self._sim is None or self.deciding is None:
+            raise RuntimeError("call reset() before step(), and again after an episode ends")
+        decision = self.decisions[int(action)]
+        self._actions.append(int(action))
+        _, answer = self._pending.pop(0)
+        answer.succeed(decision)
+        before_s = self._sim.env.now
+        before = sum(s.tokens for s in self._driven) if self.fleet else self._driven[0].tokens
+        self._step_rounds = []
+        obs, truncated = self._advance()
+        after = sum(s.tokens for s in self._driven) if self.fleet else self._driven[0].tokens
+        outcome = StepOutcome(after - before, self._sim.env.now - before_s, self._step_rounds)
+        reward = self._reward(outcome, self._reward_params)
+        return obs, reward, False, truncated, self._info(outcome)
+
+    def _info(self, outcome: StepOutcome | None = None) -> dict[str, Any]:
+        session = self.deciding or self._driven[0]
+        last = outcome.rounds[-1] if outcome is not None and outcome.rounds else None
+        info: dict[str, Any] = {
+            "sim_time_s": self._sim.env.now,
+            "session": session.sid,
+            "tokens": outcome.tokens if outcome is not None else 0,
+            "rounds": session.rounds,
+            "requests_completed": sum(s.completed for s in self._driven),
+        }
+        if last is None:
+            info.update(NO_ROUND)
+        else:
+            info.update(
+                mode=last.mode, gamma=last.gamma, accepted=last.accepted, committed=last.committed,
+                round_ms=1e3 * (last.end_s - last.start_s), draft_ms=1e3 * last.draft_s,
+                uplink_ms=1e3 * last.uplink_s, queue_ms=1e3 * last.queue_s, verify_ms=1e3 * last.verify_s,
+                downlink_ms=1e3 * last.downlink_s, queue_depth=last.queue_depth, batch_size=last.batch_size,
+            )  # fmt: skip
+        return info
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi" or self._sim is None:
+            return None
+        session = self.deciding or self._driven[0]
+        t = session.telemetry
+        return (
+            f"t={self._sim.env.now:8.3f}s session {session.sid} γ={t['last_gamma']:.0f} "
+            f"A={t['accepted']:.0f} round={t['round_ms']:.1f}ms rtt={t['rtt_ms']:.1f}ms "
+            f"queue={t['queue_depth']:.0f} tokens={session.tokens}"
+        )
+
+    # -- pickling: an episode is a value (seed, randomised values, actions) and is replayed -----
+
+    def __getstate__(self) -> dict[str, Any]:
+        rng = self._np_random.bit_generator.state if self._np_random is not None else None
+        return {"kwargs": self._kwargs, "rng": rng, "episode": self._episode, "actions": list(self._actions)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state["kwargs"])
+        if state["episode"] is not None:
+            self._start(*state["episode"])
+            self._advance()
+            for action in state["actions"]:
+                self.step(action)
+        if state["rng"] is not None:
+            self._np_random = np.random.Generator(np.random.PCG64())
+            self._np_random.bit_generator.state = state["rng"]
+
+
+_DOC = """{summary}
+
+## Description
+
+{description} The simulated system is the scenario's edge-cloud DSD deployment (DESIGN §3):
+edge devices drafting γ tokens, access links, cloud targets with iteration-level batching, other
+tenants and background load. ``step(action)`` applies the window (and mode) to {who} and runs the
+simulation to the next decision point — one verification round.
+
+## Action Space
+
+``Discrete(n)``: index ``i < len(window_choices)`` is distributed mode with window
+``window_choices[i]``; then (if the scenario enables them) fused mode with each window, then
+autoregressive. ``env.unwrapped.decisions[i]`` gives the ``Decision`` of action ``i``.
+
+## Observation Space
+
+``Box(float32)`` of shape ``((history + 1) * {n_features},)``: the telemetry vector of
+``dsd_gym/telemetry.py`` in raw units, clipped to its bounds, newest round first, then ``history``
+past rounds (zeros before the first). Features:
+
+{table}
+
+## Rewards
+
+See ``dsd_gym.envs.rewards``: ``throughput`` (default; tokens committed in the step, so the return
+is throughput × horizon), ``time_penalty`` (tokens − ρ·Δt), ``slo_goodput`` (tokens of rounds
+within the TPOT SLO), ``cloud_cost`` (tokens − β·positions the cloud computes).
+
+## Starting State
+
+``reset`` draws the simulation seed and the randomised scenario keys from ``np_random``, builds
+the system at time 0 and runs it to the first decision point (after the first request's think
+time and prefill): the observation is all zeros but for what that prefill measured.
+
+## Episode End
+
+Never terminates. Truncates when simulated time reaches ``horizon_s`` (the step that crosses it).
+
+## Arguments
+
+| kwarg | default | meaning |
+|---|---|---|
+| ``scenario`` | ``"metro-5g"`` | a shipped name, a YAML path, or a ``Scenario`` object |
+| ``reward`` | ``"throughput"`` | ``throughput``, ``time_penalty``, ``slo_goodput``, ``cloud_cost`` |
+| ``reward_kwargs`` | ``None`` | ``rate_tok_s`` (time_penalty), ``beta`` (cloud_cost) |
+| ``window_choices`` | scenario's | the windows an action may pick |
+| ``modes`` | scenario's | subset of ``distributed``, ``fused``, ``autoregressive`` |
+| ``history`` | ``0`` | past rounds stacked in the observation |
+| ``horizon_s`` | ``60.0`` | simulated seconds per episode |
+| ``others`` | scenario's ``control.policy`` | policy spec of the other foreground sessions |
+| ``randomize`` | ``True`` | the scenario's ``randomize`` ranges; ``False``: none; or a mapping key -> range |
+| ``overrides`` | ``()`` | ``dotted.key=value`` overrides applied to the scenario |
+| ``render_mode`` | ``None`` | ``"ansi"`` |
+
+``reset(options={{"values": {{key: value}}}})`` runs a given variant (e.g. one of
+``env.unwrapped.sampler.variants(n)``, the fixed-order evaluation iterator) instead of a random draw.
+
+## Version History
+
+- v0: initial version.
+"""
+
+
+class DSDEnv(_DSDBase):
+    fleet = False
+
+
+class DSDFleetEnv(_DSDBase):
+    fleet = True
+
+
+DSDEnv.__doc__ = _DOC.format(
+    summary="Adaptive window control of one ego session in edge-cloud distributed speculative decoding.",
+    description="The agent is the window controller of one *ego* session among the scenario's other "
+    "sessions (which run ``others``) and background load.",
+    who="the ego session",
+    n_features=len(FEATURES),
+    table=table(),
+)
+DSDFleetEnv.__doc__ = _DOC.format(
+    summary="Adaptive window control as a policy every tenant runs (fleet variant).",
+    description="Every foreground session's decisions come from the agent: each step serves whichever "
+    "session reaches its decision point next, the observation is that session's telemetry, and the reward "
+    "counts the tokens all foreground sessions committed during the step (so the return is fleet "
+    "throughput × horizon). ``info['session']`` names the deciding session.",
+    who="the deciding session",
+    n_features=len(FEATURES),
+    table=table(),
+)

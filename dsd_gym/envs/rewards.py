@@ -1,0 +1,84 @@
+"""Per-step rewards. A step is one verification round of the deciding session (DESIGN §5).
+
+Let ``n`` be the output tokens committed by the agent's session(s) during the step, ``Δt`` the
+simulated seconds the step took, and the step's rounds ``r`` with window ``γ_r``, accepted ``A_r``,
+committed ``n_r`` and duration ``T_r``:
+
+- ``throughput`` (default): ``n``. Over the fixed simulated-time horizon the return is the tokens
+  committed in it, i.e. throughput × horizon — the metric every table reports.
+- ``time_penalty``: ``n − ρ·Δt`` with ``ρ = rate_tok_s`` (default 30 tok/s): a per-round form of the
+  same objective (maximising tokens minus ρ × time is maximising the rate when ρ is the best rate).
+- ``slo_goodput``: ``Σ_r n_r · 1[T_r / n_r ≤ slo.tpot_ms]``: only tokens delivered within the TPOT SLO.
+- ``cloud_cost``: ``n − β·Σ_r v_r`` with ``β = beta`` (default 0.25) and ``v_r`` the positions the
+  cloud computes for the round: ``γ_r + 1`` verified (plus ``γ_r`` draft passes in fused mode, 1 in
+  autoregressive): what a tenant's window costs the others sharing the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dsd_gym.errors import UserError
+from dsd_gym.sim.controller import Mode
+from dsd_gym.sim.records import RoundRecord
+
+
+@dataclass
+class StepOutcome:
+    tokens: int
+    elapsed_s: float
+    rounds: list[RoundRecord] = field(default_factory=list)
+
+
+def _throughput(o: StepOutcome, p: dict[str, Any]) -> float:
+    return float(o.tokens)
+
+
+def _time_penalty(o: StepOutcome, p: dict[str, Any]) -> float:
+    return o.tokens - p["rate_tok_s"] * o.elapsed_s
+
+
+def _slo_goodput(o: StepOutcome, p: dict[str, Any]) -> float:
+    limit = p["tpot_s"]
+    return float(sum(r.committed for r in o.rounds if (r.end_s - r.start_s) <= limit * r.committed))
+
+
+def _cloud_cost(o: StepOutcome, p: dict[str, Any]) -> float:
+    positions = 0
+    for r in o.rounds:
+        if r.mode == Mode.AUTOREGRESSIVE:
+            positions += 1
+        else:
+            positions += r.gamma + 1 + (r.gamma if r.mode == Mode.FUSED else 0)
+    return o.tokens - p["beta"] * positions
+
+
+REWARDS: dict[str, Callable[[StepOutcome, dict[str, Any]], float]] = {
+    "throughput": _throughput,
+    "time_penalty": _time_penalty,
+    "slo_goodput": _slo_goodput,
+    "cloud_cost": _cloud_cost,
+}
+DEFAULTS: dict[str, dict[str, float]] = {"time_penalty": {"rate_tok_s": 30.0}, "cloud_cost": {"beta": 0.25}}
+
+
+def reward_function(
+    name: str, params: dict[str, Any] | None, tpot_slo_s: float
+) -> tuple[Callable[[StepOutcome, dict[str, Any]], float], dict[str, Any]]:
+    """The reward ``name`` and its parameters (defaults overridden by ``params``), validated."""
+    if name not in REWARDS:
+        raise UserError(f"reward {name!r} is unknown; allowed: {', '.join(REWARDS)}")
+    merged: dict[str, Any] = dict(DEFAULTS.get(name, {}))
+    for key, value in (params or {}).items():
+        if key not in merged:
+            allowed = ", ".join(merged) or "none"
+            raise UserError(
+                f"reward_kwargs: {key!r} is not a parameter of reward {name!r}; allowed: {allowed}"
+            )
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise UserError(f"reward_kwargs.{key}: value {value!r} is invalid; allowed: a number >= 0")
+        merged[key] = float(value)
+    merged["tpot_s"] = tpot_slo_s
+    return REWARDS[name], merged
