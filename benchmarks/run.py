@@ -2,6 +2,8 @@
 
 - simulator: verification rounds per wall-clock second on metro-5g and hetero-fleet (one core)
   and the peak memory of one simulated hour of hetero-fleet (see dsd_gym/bench.py);
+- env: Gymnasium env steps per second under random actions next to the raw simulator driving the
+  ego session the same way (metro-5g with stochastic background load; with 32 simulated sessions);
 - theory: the relative error of tokens per round and speedup against Leviathan et al. (2023)
   on the `ideal` scenario over the grid α × γ × c of the theory test.
 """
@@ -16,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dsd_gym.bench import run_benchmarks
+from dsd_gym.bench import run_benchmarks, run_env_benchmarks
 from dsd_gym.config import load_scenario
 from dsd_gym.runner import simulate
 from dsd_gym.sim import expected_tokens_per_round
@@ -64,6 +66,7 @@ def main() -> int:
     args = parser.parse_args()
     started = time.time()
     result = {"simulator": run_benchmarks(quick=args.quick)}
+    result["env"] = run_env_benchmarks(quick=args.quick)
     print("theory grid on `ideal` ...", file=sys.stderr)
     result["theory"] = theory_errors(200.0 if args.quick else 2000.0)
     result["wall_s"] = round(time.time() - started, 1)

@@ -87,3 +87,86 @@ def run_benchmarks(quick: bool = False, progress: bool = True) -> dict[str, Any]
         "memory_target_mb": TARGET_PEAK_MB,
         "memory_target_met": memory["peak_rss_mb"] < TARGET_PEAK_MB,
     }
+
+
+ENV_CASES = {
+    "metro-5g, ego + stochastic background": ["devices.0.count=1"],
+    "metro-5g, ego + 32 simulated sessions": ["devices.0.count=33"],
+}
+TARGET_ENV_STEPS_PER_S = {"metro-5g, ego + stochastic background": 25_000, "metro-5g, ego + 32 simulated sessions": 5_000}
+
+
+class _RandomWindow:
+    """The ego of the raw-simulator baseline: a uniformly random action, as the env benchmark takes."""
+
+    observes = True  # the env's ego tracks telemetry, so the baseline does too
+
+    def __init__(self, decisions: list[Any], seed: int) -> None:
+        import numpy as np
+
+        self.decisions = decisions
+        self.rng = np.random.default_rng(seed)
+
+    def decide(self, session: Any) -> Any:
+        return self.decisions[int(self.rng.integers(len(self.decisions)))]
+
+
+def env_speed(name: str, overrides: list[str], horizon_s: float, repeats: int) -> dict[str, Any]:
+    """Env steps/s under random actions, and the raw simulator driving the ego the same way."""
+    import numpy as np
+
+    from dsd_gym.envs.dsd_env import DSDEnv
+    from dsd_gym.runner import telemetry_factory
+    from dsd_gym.sim import Simulation
+
+    best_env = best_raw = 0.0
+    steps = rounds = 0
+    for repeat in range(repeats):
+        env = DSDEnv("metro-5g", overrides=overrides, horizon_s=horizon_s, randomize=False)
+        rng = np.random.default_rng(repeat)
+        env.reset(seed=repeat)
+        start, steps = time.perf_counter(), 0
+        truncated = False
+        while not truncated:
+            truncated = env.step(int(rng.integers(env.action_space.n)))[3]
+            steps += 1
+        best_env = max(best_env, steps / (time.perf_counter() - start))
+
+        scenario = env.scenario
+        others = env._kwargs["others"] or scenario.control.policy
+        from dsd_gym.runner import controllers_for
+
+        background = controllers_for(scenario, others)
+        ego = _RandomWindow(env.decisions, repeat)
+        claimed: list[bool] = []
+
+        def controllers(group: Any, ego: Any = ego, claimed: list[bool] = claimed) -> Any:
+            if group.policy is None and not claimed:
+                claimed.append(True)
+                return ego
+            return background(group)
+
+        sim = Simulation(scenario, controllers, seed=repeat, telemetry=telemetry_factory)
+        start = time.perf_counter()
+        sim.run()
+        rounds = sim.sessions[0].rounds
+        best_raw = max(best_raw, rounds / (time.perf_counter() - start))
+    return {
+        "case": name,
+        "horizon_s": horizon_s,
+        "env_steps": steps,
+        "env_steps_per_s": round(best_env),
+        "raw_sim_ego_rounds_per_s": round(best_raw),
+        "env_overhead": round(best_raw / best_env - 1, 3),
+        "target_steps_per_s": TARGET_ENV_STEPS_PER_S[name],
+        "target_met": best_env >= TARGET_ENV_STEPS_PER_S[name],
+    }
+
+
+def run_env_benchmarks(quick: bool = False, progress: bool = True) -> list[dict[str, Any]]:
+    rows = []
+    for name, overrides in ENV_CASES.items():
+        if progress:
+            print(f"env steps/s: {name} ...", file=sys.stderr)
+        rows.append(env_speed(name, overrides, 30.0 if quick else 300.0, 1 if quick else 3))
+    return rows

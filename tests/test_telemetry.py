@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from dsd_gym.config import load_scenario
-from dsd_gym.runner import build
+from dsd_gym.controllers import FixedController
+from dsd_gym.runner import telemetry_factory
+from dsd_gym.sim import Decision, Simulation
 from dsd_gym.sim.records import RoundRecord
 from dsd_gym.telemetry import FEATURES, HIGH, INDEX, LOW, NAMES, TelemetryTracker
 
@@ -15,6 +17,21 @@ def _record(gamma=4, accepted=2, start=0.0, end=0.1, draft=0.02, up=0.01, queue=
             down=0.015, mode=0) -> RoundRecord:  # fmt: skip
     return RoundRecord(0, 0, mode, gamma, accepted, accepted + 1, 10, start, end, draft, up, queue, verify,
                        down, 3, 7, 100)  # fmt: skip
+
+
+class Watching(FixedController):
+    """A fixed window that asks for telemetry (fixed controllers normally do not track it)."""
+
+    observes = True
+
+
+def test_fixed_controllers_skip_telemetry_and_observers_get_it() -> None:
+    scenario = load_scenario("lan-edge", ["duration_s=5", "warmup_s=0"])
+    sim = Simulation(scenario, lambda group: FixedController(Decision(4)), telemetry=telemetry_factory)
+    assert all(s.telemetry is None for s in sim.sessions)
+    sim = Simulation(scenario, lambda group: Watching(Decision(4)), telemetry=telemetry_factory)
+    sim.run()
+    assert all(s.telemetry is not None and s.telemetry.rounds == s.rounds for s in sim.sessions)
 
 
 def test_features_are_named_once_with_units_and_bounds() -> None:
@@ -60,7 +77,8 @@ def test_vectors_stay_in_bounds_on_every_shipped_scenario() -> None:
         def hook(record, session, seen=seen) -> None:
             seen.append(session.telemetry.vector())
 
-        build(load_scenario(name, ["duration_s=15", "warmup_s=0"]), "fixed:4", round_hook=hook).run()
+        scenario = load_scenario(name, ["duration_s=15", "warmup_s=0"])
+        Simulation(scenario, lambda group: Watching(Decision(4)), telemetry=telemetry_factory, round_hook=hook).run()
         stacked = np.stack(seen)
         assert stacked.dtype == np.float32 and np.isfinite(stacked).all()
         assert (stacked >= LOW).all() and (stacked <= HIGH).all()

@@ -11,6 +11,7 @@ class FixedController:
     """The same decision every round, whatever the telemetry says."""
 
     __slots__ = ("decision",)
+    observes = False  # the decision never depends on telemetry
 
     def __init__(self, decision: Decision) -> None:
         self.decision = decision

@@ -42,6 +42,7 @@ class _External:
     """The controller of the sessions the agent drives: it hands the decision point to the env."""
 
     __slots__ = ("owner",)
+    observes = True
 
     def __init__(self, owner: _DSDBase) -> None:
         self.owner = owner

@@ -319,6 +319,8 @@ class Target:
     def _catch_up(self, t: float) -> None:
         """Play the background-only iterations that start by ``t``; nobody observes their jobs."""
         background = self.background
+        take = background.verify_tokens
+        most = min(self.max_batch_size, self.max_batch_tokens // take)
         while self._clock <= t:
             if not self.queue:
                 arrival = background.next_s()
@@ -326,12 +328,34 @@ class Target:
                     return  # idle until after t
                 if arrival > self._clock:
                     self._clock = arrival
+                if self._verifies_only(take, most):
+                    continue
             batch, size, _, duration = self._form(self._clock)
             if size == 0:
                 return
             self._busy_until = self._clock + duration
             self._clock = self._busy_until
             self._complete(batch, size, self._clock)
+
+    def _verifies_only(self, take: int, most: int) -> bool:
+        """The common lazy iteration: a batch of background verifies alone, in one bulk step.
+
+        Gives up (leaving everything as it was) when a due prefill would join the batch; ``_form``
+        handles that case. The batch is the one ``_form`` would build.
+        """
+        background, clock = self.background, self._clock
+        if background.prefill[background.head]:
+            return False
+        head = background.head
+        k, context = background.take_verifies(clock, float("inf"), most)
+        if k < most and background.next_s() <= clock:  # stopped at a due prefill that would fit
+            background.head = head
+            return False
+        n_tokens = k * take
+        duration = self.cost.iteration_s(k, n_tokens, context, take * (context + k * (take + 1) / 2))
+        self.metrics.on_iteration(self, clock, duration, k, n_tokens, k)
+        self._busy_until = self._clock = clock + duration
+        return True
 
     def _resume(self, epoch: int) -> None:
         """The background iteration a session's job waited for has ended."""

@@ -36,6 +36,10 @@ class Decision:
 
 
 class Controller(Protocol):
+    """``observes``: whether the controller reads telemetry (the session skips tracking it if not)."""
+
+    observes: bool
+
     def decide(self, session: Session) -> Decision | simpy.Event: ...
 
 

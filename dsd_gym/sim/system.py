@@ -51,7 +51,8 @@ class Simulation:
     """One run of one scenario under one seed.
 
     ``controllers(group)`` builds the controller of every new session on a device of ``group``;
-    ``telemetry(scenario)`` builds a session's feature tracker (None: no telemetry, fastest);
+    ``telemetry(scenario)`` builds the feature tracker of every session whose controller reads it
+    (a controller with ``observes = False``, like a fixed window, gets none: it would be wasted work);
     ``round_hook(record, session)`` sees every round (tests and the env use it);
     ``acceptance_profiles`` maps profile names used by a workload trace to their processes.
     """
@@ -128,12 +129,14 @@ class Simulation:
     def _new_session(self, device: EdgeDevice, keep: bool = True) -> Session:
         group = device.group
         acceptance = group.acceptance or self.scenario.acceptance
-        telemetry = self.telemetry(self.scenario) if self.telemetry is not None else None
+        controller = self.controllers(group)
+        observes = getattr(controller, "observes", True)
+        telemetry = self.telemetry(self.scenario) if self.telemetry is not None and observes else None
         session = Session(
             self,
             self._next_sid,
             device,
-            self.controllers(group),
+            controller,
             telemetry,
             acceptance,
             background=group.policy is not None,
