@@ -93,7 +93,10 @@ ENV_CASES = {
     "metro-5g, ego + stochastic background": ["devices.0.count=1"],
     "metro-5g, ego + 32 simulated sessions": ["devices.0.count=33"],
 }
-TARGET_ENV_STEPS_PER_S = {"metro-5g, ego + stochastic background": 25_000, "metro-5g, ego + 32 simulated sessions": 5_000}
+TARGET_ENV_STEPS_PER_S = {
+    "metro-5g, ego + stochastic background": 25_000,
+    "metro-5g, ego + 32 simulated sessions": 5_000,
+}
 
 
 class _RandomWindow:
@@ -140,7 +143,9 @@ def env_speed(name: str, overrides: list[str], horizon_s: float, repeats: int) -
         ego = _RandomWindow(env.decisions, repeat)
         claimed: list[bool] = []
 
-        def controllers(group: Any, ego: Any = ego, claimed: list[bool] = claimed) -> Any:
+        def controllers(
+            group: Any, ego: Any = ego, claimed: list[bool] = claimed, background: Any = background
+        ) -> Any:
             if group.policy is None and not claimed:
                 claimed.append(True)
                 return ego

@@ -78,7 +78,9 @@ def test_vectors_stay_in_bounds_on_every_shipped_scenario() -> None:
             seen.append(session.telemetry.vector())
 
         scenario = load_scenario(name, ["duration_s=15", "warmup_s=0"])
-        Simulation(scenario, lambda group: Watching(Decision(4)), telemetry=telemetry_factory, round_hook=hook).run()
+        Simulation(
+            scenario, lambda group: Watching(Decision(4)), telemetry=telemetry_factory, round_hook=hook
+        ).run()
         stacked = np.stack(seen)
         assert stacked.dtype == np.float32 and np.isfinite(stacked).all()
         assert (stacked >= LOW).all() and (stacked <= HIGH).all()

@@ -7,6 +7,8 @@ The env is a controller whose decisions come from outside: the decision point of
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,11 +81,17 @@ class _DSDBase(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise UserError(f"render_mode {render_mode!r} is unknown; allowed: ansi or None")
         self.render_mode = render_mode
-        if isinstance(history, bool) or not isinstance(history, int) or history < 0:
+        if isinstance(history, bool) or not isinstance(history, numbers.Integral) or history < 0:
             raise UserError(f"history: value {history!r} is invalid; allowed: an integer >= 0")
-        if isinstance(horizon_s, bool) or not isinstance(horizon_s, (int, float)) or not horizon_s > 0:
-            raise UserError(f"horizon_s: value {horizon_s!r} is invalid; allowed: a number of seconds > 0")
-        self.history = history
+        if (
+            isinstance(horizon_s, bool)
+            or not isinstance(horizon_s, numbers.Real)
+            or not 0 < horizon_s < math.inf
+        ):
+            raise UserError(
+                f"horizon_s: value {horizon_s!r} is invalid; allowed: a finite number of seconds > 0"
+            )
+        self.history = int(history)
         self.horizon_s = float(horizon_s)
         raw = self._raw(scenario, overrides, window_choices, modes)
         ranges = self._ranges(raw, randomize)
@@ -95,10 +103,16 @@ class _DSDBase(gym.Env):
                 "workload (the agent drives persistent sessions)"
             )
         self.others = others
-        try:
-            parse_policy(others or base.control.policy, base)
-        except UserError as exc:
-            raise UserError(f"others: {exc}") from None
+        if self.fleet and others is not None:
+            raise UserError(
+                f"others: value {others!r} does not apply: the fleet variant drives every foreground "
+                "session; allowed: None"
+            )
+        if not self.fleet:
+            try:
+                parse_policy(others or base.control.policy, base)
+            except UserError as exc:
+                raise UserError(f"others: {exc}") from None
         self._reward, self._reward_params = reward_function(reward, reward_kwargs, base.slo.tpot_ms / 1e3)
         self.decisions = self._action_table(base)
         self.action_space = spaces.Discrete(len(self.decisions))
@@ -135,12 +149,14 @@ class _DSDBase(gym.Env):
         values: dict[str, Any] = {}
         if window_choices is not None:
             choices = list(window_choices)
-            if not choices or any(isinstance(g, bool) or not isinstance(g, int) or g < 1 for g in choices):
+            if not choices or any(
+                isinstance(g, bool) or not isinstance(g, numbers.Integral) or g < 1 for g in choices
+            ):
                 raise UserError(
                     f"window_choices: value {window_choices!r} is invalid; allowed: a non-empty list of "
                     "integers >= 1"
                 )
-            values["control.window_choices"] = choices
+            values["control.window_choices"] = [int(g) for g in choices]
         if modes is not None:
             unknown = [m for m in modes if m not in MODES]
             if unknown or not modes:
@@ -204,7 +220,7 @@ class _DSDBase(gym.Env):
         self._episode = (sim_seed, values)
         self._actions = []
         self._external = _External(self)
-        others = parse_policy(self.others or scenario.control.policy, scenario)
+        others = None if self.fleet else parse_policy(self.others or scenario.control.policy, scenario)
         background = {
             g.name: parse_policy(g.policy, scenario) for g in scenario.devices if g.policy is not None
         }
@@ -278,11 +294,14 @@ class _DSDBase(gym.Env):
         _, answer = self._pending.pop(0)
         answer.succeed(decision)
         before_s = self._sim.env.now
-        before = sum(s.tokens for s in self._driven) if self.fleet else self._driven[0].tokens
         self._step_rounds = []
         obs, truncated = self._advance()
+        # Against the tokens already rewarded, not those at the step's start: the first step then also
+        # counts what reset's run committed (the first prefill's token), so the return is every token
+        # the driven sessions committed within the horizon.
         after = sum(s.tokens for s in self._driven) if self.fleet else self._driven[0].tokens
-        outcome = StepOutcome(after - before, self._sim.env.now - before_s, self._step_rounds)
+        outcome = StepOutcome(after - self._tokens, self._sim.env.now - before_s, self._step_rounds)
+        self._tokens = after
         reward = self._reward(outcome, self._reward_params)
         return obs, reward, False, truncated, self._info(outcome)
 
@@ -322,10 +341,14 @@ class _DSDBase(gym.Env):
 
     def __getstate__(self) -> dict[str, Any]:
         rng = self._np_random.bit_generator.state if self._np_random is not None else None
-        return {"kwargs": self._kwargs, "rng": rng, "episode": self._episode, "actions": list(self._actions)}
+        return {
+            "kwargs": self._kwargs, "rng": rng, "seed": self._np_random_seed, "spec": self.spec,
+            "episode": self._episode, "actions": list(self._actions),
+        }  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state["kwargs"])
+        self.spec = state["spec"]
         if state["episode"] is not None:
             self._start(*state["episode"])
             self._advance()
@@ -334,6 +357,8 @@ class _DSDBase(gym.Env):
         if state["rng"] is not None:
             self._np_random = np.random.Generator(np.random.PCG64())
             self._np_random.bit_generator.state = state["rng"]
+            # Without it, reading np_random_seed would reseed the generator the replay just restored.
+            self._np_random_seed = state["seed"]
 
 
 _DOC = """{summary}
@@ -369,7 +394,7 @@ within the TPOT SLO), ``cloud_cost`` (tokens − β·positions the cloud compute
 
 ``reset`` draws the simulation seed and the randomised scenario keys from ``np_random``, builds
 the system at time 0 and runs it to the first decision point (after the first request's think
-time and prefill): the observation is all zeros but for what that prefill measured.
+time and prefill): no round has been measured yet, so the observation is all zeros.
 
 ## Episode End
 

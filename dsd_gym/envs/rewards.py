@@ -16,7 +16,8 @@ committed ``n_r`` and duration ``T_r``:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,14 +72,19 @@ def reward_function(
     if name not in REWARDS:
         raise UserError(f"reward {name!r} is unknown; allowed: {', '.join(REWARDS)}")
     merged: dict[str, Any] = dict(DEFAULTS.get(name, {}))
+    if params is not None and not isinstance(params, Mapping):
+        raise UserError(
+            f"reward_kwargs: value {params!r} is invalid; allowed: a mapping of parameter to number"
+        )
     for key, value in (params or {}).items():
         if key not in merged:
             allowed = ", ".join(merged) or "none"
             raise UserError(
                 f"reward_kwargs: {key!r} is not a parameter of reward {name!r}; allowed: {allowed}"
             )
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise UserError(f"reward_kwargs.{key}: value {value!r} is invalid; allowed: a number >= 0")
+        # NaN would slip past ``value < 0`` and turn every reward into NaN; infinity likewise.
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
+            raise UserError(f"reward_kwargs.{key}: value {value!r} is invalid; allowed: a finite number >= 0")
         merged[key] = float(value)
     merged["tpot_s"] = tpot_slo_s
     return REWARDS[name], merged
