@@ -118,7 +118,10 @@ class TelemetryTracker:
 
     def vector(self) -> np.ndarray:
         """The features in raw units, float32, clipped to their bounds."""
-        return np.clip(np.asarray(self.values, dtype=np.float32), LOW, HIGH)
+        vector = np.array(self.values, dtype=np.float32)
+        np.maximum(vector, LOW, out=vector)  # two ufuncs in place: several times faster than np.clip
+        np.minimum(vector, HIGH, out=vector)
+        return vector
 
     def normalized(self) -> np.ndarray:
         return self.vector() / SCALE

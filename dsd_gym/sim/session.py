@@ -4,9 +4,11 @@ A request's life: arrival -> prompt upload -> target prefill (the edge prefills 
 parallel) -> first token at the edge (TTFT) -> decode rounds until its output length is committed.
 Before each round the session asks its controller for a decision; every round commits A + 1 tokens.
 
-Per distributed round the session's process wakes once (for the reply); the end of the draft and
-the uplink delivery are plain callbacks, and on a device with one session the uplink is booked at
-decision time. The link and the edge device are FIFO servers computed arithmetically.
+The prefill and the end of a request run as a SimPy process; the decode rounds in between are a
+chain of plain event callbacks (decide -> draft done -> uplink delivered -> reply delivered ->
+decide ...), which costs two or three events per round and no process switch. On a device with one
+session the uplink is booked at decision time. The link and the edge device are FIFO servers
+computed arithmetically.
 """
 
 from __future__ import annotations
@@ -62,8 +64,10 @@ class Session:
         self.acceptance = acceptance
         self.background = background
         self.request: Request | None = None
-        self._pending: simpy.Event | None = None
+        self._pending: simpy.Event | None = None  # the prefill's reply
         self._pending_job: Job | None = None
+        self._decoding: simpy.Event | None = None  # succeeds when the decode rounds end (or LOST)
+        self._round: tuple = ()  # the round in flight: mode, γ, A, position, context, start, draft end
         self.rounds = 0
         self.tokens = 0  # output tokens committed over the session's life
         self.completed = 0  # requests completed
@@ -83,18 +87,21 @@ class Session:
         """The target finished our job: its response travels down the link (if the edge waits)."""
         if job is not self._pending_job:
             return
-        now = self.env.now
-        delay = 0.0
-        if job.kind == JobKind.VERIFY or job.kind == JobKind.PREFILL:
-            delay = self.link.send_down(now, job.response_bytes) - now
-        _trigger(self.env, self._pending, delay, job)
+        env = self.env
+        now = env.now
+        if job.kind == JobKind.PREFILL:
+            _trigger(env, self._pending, self.link.send_down(now, job.response_bytes) - now, job)
+        elif job.kind == JobKind.VERIFY:
+            env.timeout(self.link.send_down(now, job.response_bytes) - now).callbacks.append(self._round_done)
+        else:  # fused, autoregressive: the next round starts at the cloud; tokens stream down
+            env.timeout(0.0).callbacks.append(self._round_done)
 
     def on_job_lost(self, job: Job) -> None:
         """Our job died with its target: the edge notices when its request times out."""
         if job is not self._pending_job:
             return
         delay = max(0.0, job.sent_s + self._timeout_s - self.env.now)
-        _trigger(self.env, self._pending, delay, LOST)
+        _trigger(self.env, self._pending if job.kind == JobKind.PREFILL else self._decoding, delay, LOST)
 
     def _wait(self, job: Job) -> simpy.Event:
         self._pending = self.env.event()
@@ -104,29 +111,18 @@ class Session:
     # -- a request's life ----------------------------------------------------------------------
 
     def serve(self, req: Request) -> Generator[simpy.Event, Any, None]:
+        """The request as a process: prefill, the decode rounds (a chain of callbacks), the end."""
         self.request = req
         sim = self.sim
         sim.active += 1
         yield from self._prefill(req)
-        while req.committed < req.output_tokens:
-            decision = self.controller.decide(self)
-            if not isinstance(decision, Decision):
-                decision = yield decision
-            if decision.mode not in self._modes or (
-                decision.mode != Mode.AUTOREGRESSIVE and decision.gamma not in self._choices
-            ):
-                raise ValueError(
-                    f"controller decided {decision}; allowed modes {sorted(m.name for m in self._modes)} "
-                    f"and windows {sorted(self._choices)}"
-                )
-            self.last_decision = decision
-            if decision.mode == Mode.DISTRIBUTED:
-                ok = yield from self._distributed_round(req, decision.gamma)
-            else:
-                ok = yield from self._cloud_round(req, decision)
-            if not ok:
-                req.reprefills += 1
-                yield from self._prefill(req)
+        while True:
+            self._decoding = self.env.event()
+            self._next_round()
+            if (yield self._decoding) is not LOST:
+                break
+            req.reprefills += 1
+            yield from self._prefill(req)
         if req.last_token_s > self.env.now:  # streamed tokens (fused, autoregressive) still on the way
             yield self.env.timeout(req.last_token_s - self.env.now)
         req.done_s = req.last_token_s
@@ -168,11 +164,43 @@ class Session:
             self.tokens += 1
             sim.metrics.on_tokens(self, env.now, 1)
 
-    def _distributed_round(self, req: Request, gamma: int) -> Generator[simpy.Event, Any, bool]:
-        env = self.env
-        if req.last_token_s > env.now:  # the edge has not yet received streamed tokens
-            yield env.timeout(req.last_token_s - env.now)
+    # -- decode rounds: decide, play, complete, repeat ------------------------------------------
+
+    def _next_round(self) -> None:
+        req = self.request
+        if req.committed >= req.output_tokens:
+            _trigger(self.env, self._decoding, 0.0, None)
+            return
+        decision = self.controller.decide(self)
+        if decision.__class__ is not Decision:  # an event: the decision comes from outside (the env)
+            decision.callbacks.append(self._decided)
+            return
+        self._play(decision)
+
+    def _decided(self, event: simpy.Event) -> None:
+        self._play(event.value)
+
+    def _play(self, decision: Decision) -> None:
+        if decision.mode not in self._modes or (
+            decision.mode != Mode.AUTOREGRESSIVE and decision.gamma not in self._choices
+        ):
+            raise ValueError(
+                f"controller decided {decision}; allowed modes {sorted(m.name for m in self._modes)} "
+                f"and windows {sorted(self._choices)}"
+            )
+        self.last_decision = decision
+        if decision.mode == Mode.DISTRIBUTED:
+            self._distributed(decision.gamma)
+        else:
+            self._cloud(decision)
+
+    def _distributed(self, gamma: int, _event: simpy.Event | None = None) -> None:
+        """Draft γ tokens on the edge, send them up; the target verifies; the reply comes down."""
+        env, req = self.env, self.request
         start = env.now
+        if req.last_token_s > start:  # the edge has not yet received streamed tokens
+            env.timeout(req.last_token_s - start).callbacks.append(partial(self._distributed, gamma))
+            return
         device = self.device
         position = req.committed
         context = req.prompt_tokens + position
@@ -185,42 +213,13 @@ class Session:
         accepted = req.path.accepted_count(position, gamma)
         job = Job(JobKind.VERIFY, gamma + 1, context, gamma, self, req.kv_epoch)
         job.response_bytes = self._reply_bytes + (accepted + 1) * self._token_bytes
+        self._pending_job = job
+        self._round = (Mode.DISTRIBUTED, gamma, accepted, position, context, start, draft_end)
         nbytes = self._header + gamma * self._draft_bytes
-        target = req.target
-        waiting = self._wait(job)
-        # Draft and uplink run as plain callbacks: the session itself wakes once, for the reply.
         if device.exclusive:  # nobody else sends on this uplink: book the send now
-            self._send(job, nbytes, target, draft_end)
+            self._send(job, nbytes, req.target, draft_end)
         else:
-            env.timeout(draft_end - start).callbacks.append(partial(self._send_now, job, nbytes, target))
-        result = yield waiting
-        if result is LOST:
-            return False
-        end = env.now
-        committed = min(accepted + 1, req.output_tokens - position)
-        req.committed += committed
-        req.draft_pos = req.committed
-        req.last_token_s = end
-        # Split at job.arrived_s (the clock when the job reached the target), not at the computed
-        # arrival: the clock gets there as now + (arrival - now), which can be an ulp short.
-        self._record(
-            req,
-            Mode.DISTRIBUTED,
-            gamma,
-            accepted,
-            committed,
-            position,
-            start,
-            end,
-            draft_end - start,
-            job.arrived_s - job.sent_s,
-            job.started_s - job.arrived_s,
-            job.done_s - job.started_s,
-            end - job.done_s,
-            job,
-            context,
-        )
-        return True
+            env.timeout(draft_end - start).callbacks.append(partial(self._send_now, job, nbytes, req.target))
 
     def _send_now(self, job: Job, nbytes: int, target: Any, _event: simpy.Event) -> None:
         self._send(job, nbytes, target, self.env.now)
@@ -231,10 +230,10 @@ class Session:
         arrive = self.link.send_up(sent, nbytes)
         self.env.timeout(arrive - self.env.now).callbacks.append(partial(_deliver, target, job))
 
-    def _cloud_round(self, req: Request, decision: Decision) -> Generator[simpy.Event, Any, bool]:
+    def _cloud(self, decision: Decision) -> None:
         """Fused or autoregressive: the round runs at the cloud; tokens stream to the edge."""
-        env = self.env
-        start = env.now
+        req = self.request
+        start = self.env.now
         position = req.committed
         context = req.prompt_tokens + position
         if decision.mode == Mode.FUSED:
@@ -244,33 +243,34 @@ class Session:
         else:
             gamma = accepted = 0
             job = Job(JobKind.DECODE, 1, context, 0, self, req.kv_epoch, start)
-        waiting = self._wait(job)
+        self._pending_job = job
+        self._round = (decision.mode, gamma, accepted, position, context, start, start)
         req.target.submit(job)
-        result = yield waiting
-        if result is LOST:
-            return False
-        end = env.now
+
+    def _round_done(self, _event: simpy.Event) -> None:
+        """The reply is at the edge (or, cloud-side, the round is over): commit A + 1 tokens."""
+        req, job = self.request, self._pending_job
+        mode, gamma, accepted, position, context, start, draft_end = self._round
+        end = self.env.now
         committed = min(accepted + 1, req.output_tokens - position)
         req.committed += committed
-        req.last_token_s = self.link.send_down(end, self._header + committed * self._token_bytes)
-        self._record(
-            req,
-            decision.mode,
-            gamma,
-            accepted,
-            committed,
-            position,
-            start,
-            end,
-            0.0,
-            0.0,
-            job.started_s - start,
-            job.done_s - job.started_s,
-            0.0,
-            job,
-            context,
-        )
-        return True
+        if mode == Mode.DISTRIBUTED:
+            req.draft_pos = req.committed
+            req.last_token_s = end
+            # Split at job.arrived_s (the clock when the job reached the target), not at the computed
+            # arrival: the clock gets there as now + (arrival - now), which can be an ulp short.
+            self._record(
+                req, mode, gamma, accepted, committed, position, start, end, draft_end - start,
+                job.arrived_s - job.sent_s, job.started_s - job.arrived_s, job.done_s - job.started_s,
+                end - job.done_s, job, context,
+            )  # fmt: skip
+        else:
+            req.last_token_s = self.link.send_down(end, self._header + committed * self._token_bytes)
+            self._record(
+                req, mode, gamma, accepted, committed, position, start, end, 0.0, 0.0,
+                job.started_s - start, job.done_s - job.started_s, 0.0, job, context,
+            )  # fmt: skip
+        self._next_round()
 
     def _record(
         self, req: Request, mode: Mode, gamma: int, accepted: int, committed: int, position: int,
