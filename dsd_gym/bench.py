@@ -20,19 +20,22 @@ TARGET_ROUNDS_PER_S = 50_000
 TARGET_PEAK_MB = 500
 
 
-def rounds_per_second(scenario_name: str, duration_s: float, repeats: int = 3) -> dict[str, Any]:
-    """Best of ``repeats`` runs (the least disturbed by the rest of the machine)."""
+def rounds_per_second(scenario_name: str, duration_s: float, repeats: int = 5) -> dict[str, Any]:
+    """Best of ``repeats`` runs (the least disturbed by the rest of the machine), with the worst too:
+    on a shared 2-core VM single runs vary by ±30 %."""
     from dsd_gym.config import load_scenario
     from dsd_gym.runner import build
 
     scenario = load_scenario(scenario_name, [f"duration_s={duration_s}", "warmup_s=0"])
     best = None
+    worst = float("inf")
     for _ in range(repeats):
         sim = build(scenario, "fixed:4")
         start = time.perf_counter()
         summary = sim.run()
         wall = time.perf_counter() - start
         rate = summary["rounds"] / wall
+        worst = min(worst, rate)
         if best is None or rate > best["rounds_per_s"]:
             best = {
                 "scenario": scenario_name,
@@ -43,6 +46,8 @@ def rounds_per_second(scenario_name: str, duration_s: float, repeats: int = 3) -
                 "sim_seconds_per_wall_second": round(duration_s / wall, 1),
             }
     assert best is not None
+    best["worst_rounds_per_s"] = round(worst)
+    best["repeats"] = repeats
     return best
 
 
@@ -72,7 +77,7 @@ def run_benchmarks(quick: bool = False, progress: bool = True) -> dict[str, Any]
     for name in SPEED_SCENARIOS:
         if progress:
             print(f"timing {name} ({duration:g} s simulated) ...", file=sys.stderr)
-        speed.append(rounds_per_second(name, duration, repeats=1 if quick else 3))
+        speed.append(rounds_per_second(name, duration, repeats=1 if quick else 5))
     if progress:
         print("peak memory of one simulated hour of hetero-fleet ...", file=sys.stderr)
     memory = peak_memory(60.0 if quick else 3600.0)
@@ -173,5 +178,5 @@ def run_env_benchmarks(quick: bool = False, progress: bool = True) -> list[dict[
     for name, overrides in ENV_CASES.items():
         if progress:
             print(f"env steps/s: {name} ...", file=sys.stderr)
-        rows.append(env_speed(name, overrides, 30.0 if quick else 300.0, 1 if quick else 3))
+        rows.append(env_speed(name, overrides, 30.0 if quick else 150.0, 1 if quick else 5))
     return rows
