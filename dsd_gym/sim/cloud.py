@@ -303,7 +303,7 @@ class Target:
         now = self.env.now
         if self._owned == 0 and self.background is not None:
             self._lazy = True
-            self._clock = now
+            self._clock = self._busy_until = now  # no iteration running yet
             self.busy = False
             return
         batch, size, _, duration = self._form(now)
@@ -415,6 +415,7 @@ class Target:
             self.batch, self.queue, self.busy, self._lazy, self._owned = [], [], False, False, 0
             # The running iteration dies now: it is not busy time beyond the failure.
             self.metrics.on_failure(self, now, self._busy_until if running else now)
+            self._busy_until = now
             for job in lost:
                 self._drop(job)
             yield env.timeout(float(rng.exponential(group.mttr_s)))

@@ -21,8 +21,10 @@ targets' queues by a SimPy process sampling them every 0.1 s. The invariants:
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -576,3 +578,10 @@ def test_open_loop_workload_without_foreground_devices_is_rejected() -> None:
     ]
     with pytest.raises(ValueError, match="without a policy"):
         unchecked("lan-edge", overrides)
+
+
+def test_regression_cases_found_by_hypothesis() -> None:
+    """Random systems that once broke an invariant, kept as fixed examples."""
+    for path in sorted((Path(__file__).parent / "data").glob("*.json")):
+        case = json.loads(path.read_text())
+        check_invariants(Observed(validate(case["raw"]), case["policy"]))

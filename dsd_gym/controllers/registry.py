@@ -1,0 +1,55 @@
+"""Policy specs: ``name`` or ``name:argument``, each name registered by the module that defines it.
+
+A builder takes the argument (the text after the first ``:``, or ``""``) and the scenario, checks
+them, and returns a controller factory (one controller per session). Bad specs raise ``UserError``
+with one line naming the spec and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dsd_gym.errors import UserError
+from dsd_gym.sim.controller import ControllerFactory
+
+if TYPE_CHECKING:
+    from dsd_gym.config.schema import Scenario
+
+Builder = Callable[[str, "Scenario"], ControllerFactory]
+
+
+@dataclass(frozen=True)
+class Entry:
+    builder: Builder
+    usage: str  # e.g. "fixed:G"
+    summary: str  # one line for listings
+
+
+REGISTRY: dict[str, Entry] = {}
+
+
+def register(name: str, usage: str, summary: str) -> Callable[[Builder], Builder]:
+    """Decorator: make ``name`` a policy spec handled by the decorated builder."""
+
+    def add(builder: Builder) -> Builder:
+        if name in REGISTRY:
+            raise RuntimeError(f"policy name {name!r} registered twice")
+        REGISTRY[name] = Entry(builder, usage, summary)
+        return builder
+
+    return add
+
+
+def usages() -> str:
+    return ", ".join(entry.usage for entry in REGISTRY.values())
+
+
+def parse_policy(spec: str, scenario: Scenario) -> ControllerFactory:
+    """A factory of controllers for ``spec``, checked against what ``scenario`` allows."""
+    name, _, arg = spec.strip().partition(":")
+    entry = REGISTRY.get(name)
+    if entry is None:
+        raise UserError(f"unknown policy {spec!r}; allowed: {usages()}")
+    return entry.builder(arg.strip(), scenario)
