@@ -163,9 +163,7 @@ class Simulation:
         for device in self.devices:
             background = device.group.policy is not None
             if workload.kind == "closed_loop" or background:
-                device.exclusive = device.group.sessions == 1 and (
-                    background or workload.kind == "closed_loop"
-                )
+                device.exclusive = device.group.sessions == 1  # open-loop arrivals go elsewhere
                 for _ in range(device.group.sessions):
                     self.env.process(self._closed_loop(self._new_session(device)))
         if workload.kind == "poisson":
@@ -174,10 +172,8 @@ class Simulation:
             self.env.process(self._trace(workload))
 
     def _task(self) -> Any:
-        workload = self.scenario.workload
-        if workload.kind == "trace":
-            raise ValueError("background device groups need a task; a trace workload has none")
-        return workload.task
+        """The closed-loop task (the schema refuses background groups beside a trace workload)."""
+        return self.scenario.workload.task
 
     def _think(self) -> Any:
         workload = self.scenario.workload
