@@ -12,7 +12,13 @@ Decision(gamma=4, mode=<Mode.DISTRIBUTED: 0>)
 
 from __future__ import annotations
 
-from dsd_gym.controllers import fixed  # noqa: F401  (registers fixed, fused, autoregressive)
+from dsd_gym.controllers import (
+    analytic,  # noqa: F401  (registers analytic)
+    fixed,  # noqa: F401  (registers fixed, fused, autoregressive)
+    heuristics,  # noqa: F401  (registers heuristic, backoff, specpp)
+    oracles,  # noqa: F401  (registers oracle, oracle-rollout)
+    reserved,  # noqa: F401  (reserves torchscript, sb3)
+)
 from dsd_gym.controllers.fixed import FixedController
 from dsd_gym.controllers.registry import REGISTRY, parse_policy, usages
 
