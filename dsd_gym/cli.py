@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--policy",
         action="append",
-        help="fixed:G, fused:G or autoregressive (repeat to compare; default: the scenario's)",
+        help="a policy spec (repeat to compare; default: the scenario's control.policy)",
     )
     sim.add_argument("--seed", type=_seed, help="seed of every random stream (default: the scenario's)")
     sim.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
@@ -76,12 +76,14 @@ def _parser() -> argparse.ArgumentParser:
         "0..N-1 (plus --seed-base), hence the same random numbers. Throughput is the mean over seeds "
         "with a 95% Student-t interval; ratios are ratios of mean throughputs on the same seeds.",
     )
-    ev.add_argument("--scenario", action="append", required=True, help="a shipped name or a YAML path (repeat)")
+    ev.add_argument(
+        "--scenario", action="append", required=True, help="a shipped name or a YAML path (repeat)"
+    )
     ev.add_argument(
         "--policy",
         action="append",
         required=True,
-        help="a policy spec, or best-fixed (the best fixed:G in hindsight) (repeat)",
+        help="a policy spec, or best-fixed (the best fixed decision in hindsight) (repeat)",
     )
     ev.add_argument("--seeds", type=_positive, default=5, metavar="N", help="seeds per policy (default: 5)")
     ev.add_argument("--seed-base", type=_seed, default=0, metavar="B", help="first seed (default: 0)")

@@ -2,7 +2,7 @@
 
 Two ways to run a policy: ``fleet`` (every foreground session runs it; what ``simulate`` does) and
 ``ego`` (the first foreground session runs it, the other foreground sessions the scenario's
-``control.policy``). :func:`meter_sessions` measures a chosen subset of sessions — the ego, or the
+``control.policy``). ``Simulation.meter`` measures a chosen subset of sessions — the ego, or the
 foreground — by the system's own metric definitions.
 
 >>> from dsd_gym.config import load_scenario
@@ -11,7 +11,7 @@ foreground — by the system's own metric definitions.
 ('fixed:2', 2.2)
 >>> sim = build(load_scenario("ideal", ["duration_s=60"]), "fixed:2", mode="ego")
 >>> ego = ego_session(sim)
->>> meter = meter_sessions(sim, lambda session: session is ego)
+>>> meter = sim.meter(lambda session: session is ego)
 >>> system = sim.run()
 >>> round(meter.summary(len(sim.targets))["tokens_per_round"], 1)  # the ego's own rounds
 2.2
@@ -28,7 +28,6 @@ from dsd_gym.controllers import parse_policy
 from dsd_gym.errors import UserError
 from dsd_gym.sim import RoundRecord, Session, Simulation
 from dsd_gym.sim.controller import ControllerFactory
-from dsd_gym.sim.metrics import Metrics
 from dsd_gym.telemetry import TelemetryTracker
 
 MODES = ("fleet", "ego")
@@ -111,52 +110,6 @@ def build(
 def ego_session(sim: Simulation) -> Session:
     """The ego of a simulation built with ``mode="ego"``: its first foreground session."""
     return next(s for s in sim.sessions if not s.background)
-
-
-class _Tee:
-    """Stands in for ``sim.metrics``: every session event goes to the system's metrics as before and,
-    for the sessions ``select`` picks, to ``chosen`` too. Target events (iterations, failures) reach
-    the system's metrics directly: the targets hold it, not the simulation's attribute."""
-
-    def __init__(self, system: Metrics, chosen: Metrics, select: Callable[[Session], bool]) -> None:
-        self.system = system
-        self.chosen = chosen
-        self.select = select
-
-    def on_tokens(self, session: Session, t: float, n: int) -> None:
-        self.system.on_tokens(session, t, n)
-        if self.select(session):
-            self.chosen.on_tokens(session, t, n)
-
-    def on_round(self, record: RoundRecord, session: Session) -> None:
-        self.system.on_round(record, session)
-        if self.select(session):
-            self.chosen.on_round(record, session)
-
-    def on_request_done(self, req: Any, session: Session) -> None:
-        self.system.on_request_done(req, session)
-        if self.select(session):
-            self.chosen.on_request_done(req, session)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.system, name)
-
-
-def meter_sessions(sim: Simulation, select: Callable[[Session], bool]) -> Metrics:
-    """The metrics of the sessions ``select`` picks, by the system's own definitions and window.
-
-    Call before ``sim.run()``. The returned :class:`Metrics` counts exactly what the system's counts,
-    restricted to those sessions: tokens at their edge-visible time in [warmup_s, duration_s], rounds
-    that ended after the warm-up, requests that arrived in the window and completed (TTFT, TPOT,
-    goodput). Its cloud-side figures (utilisation, batch size) stay zero: they belong to the system.
-    """
-    system = sim.metrics
-    scenario = sim.scenario
-    chosen = Metrics(
-        scenario.warmup_s, scenario.duration_s, scenario.slo.ttft_ms / 1e3, scenario.slo.tpot_ms / 1e3
-    )
-    sim.metrics = _Tee(system, chosen, select)  # type: ignore[assignment]
-    return chosen
 
 
 def simulate(scenario: Scenario, policy: str | None = None, seed: int | None = None) -> dict[str, Any]:

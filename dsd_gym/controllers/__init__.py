@@ -19,7 +19,7 @@ from dsd_gym.controllers import (
     oracles,  # noqa: F401  (registers oracle, oracle-rollout)
     reserved,  # noqa: F401  (reserves torchscript, sb3)
 )
-from dsd_gym.controllers.fixed import FixedController
+from dsd_gym.controllers.fixed import FixedController, fixed_policies
 from dsd_gym.controllers.registry import REGISTRY, parse_policy, usages
 
-__all__ = ["REGISTRY", "FixedController", "parse_policy", "usages"]
+__all__ = ["REGISTRY", "FixedController", "fixed_policies", "parse_policy", "usages"]

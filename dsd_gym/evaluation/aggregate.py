@@ -9,10 +9,11 @@
   ratios: it is what the table's own columns give, and it is exactly 1 for the reference itself.
   None when the reference was not simulated (the variant does not allow ``fixed:4``; the ``oracle``
   policy is not registered, or was left out).
-- ``best-fixed``: the ``fixed:G`` (G over the variant's window choices) with the highest mean
-  throughput on the seeds where every ``fixed:G`` ran, ties to the smaller G; its row is that
-  policy's row on those seeds, and ``best_fixed`` names it. In hindsight and on the same seeds, so it
-  is at least every ``fixed:G`` by construction — an optimistic baseline, which is the point of it.
+- ``best-fixed``: the fixed decision (``fixed:G``, ``fused:G`` or ``autoregressive``, whichever the
+  variant allows) with the highest mean throughput on the seeds where every one of them ran, ties to
+  the first in that order; its row is that policy's row on those seeds, and ``best_fixed`` names it.
+  In hindsight and on the same seeds, so it is at least every fixed decision by construction — an
+  optimistic baseline, which is the point of it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from dsd_gym.controllers import fixed_policies
 from dsd_gym.evaluation.execute import Result
 from dsd_gym.evaluation.plan import BEST_FIXED, ORACLE, REFERENCE, Plan, Variant
 from dsd_gym.evaluation.stats import mean_ci, mean_or_none
@@ -59,7 +61,7 @@ def _ratio(by_spec: dict[str, dict[int, Result]], spec: str | None, seeds: Seque
 
 
 def _best_fixed(variant: Variant, by_spec: dict[str, dict[int, Result]]) -> tuple[str | None, list[int]]:
-    fixed = [f"fixed:{g}" for g in variant.scenario.control.window_choices]
+    fixed = fixed_policies(variant.scenario)
     common = sorted(set.intersection(*(set(by_spec[f]) for f in fixed)))
     if not common:
         return None, []
@@ -94,7 +96,9 @@ def _row(plan: Plan, variant: Variant, policy: str, by_spec: dict[str, dict[int,
 
 def aggregate(plan: Plan, results: dict[int, Result], failures: dict[int, str]) -> Evaluation:
     """Rows in the plan's order: variants, then the requested policies."""
-    by_variant: list[dict[str, dict[int, Result]]] = [{spec: {} for spec in specs} for specs in plan.simulated]
+    by_variant: list[dict[str, dict[int, Result]]] = [
+        {spec: {} for spec in specs} for specs in plan.simulated
+    ]
     for i, result in results.items():
         task = plan.tasks[i]
         by_variant[task.variant][task.policy][task.seed] = result

@@ -6,7 +6,7 @@ number of processes. A task that raises is a failure (kept with its message); th
 
 What one simulation reports is measured on the sessions that run the policy — in ``ego`` mode the
 ego session alone, in ``fleet`` mode every foreground session — by the system's own metric
-definitions (``dsd_gym.runner.meter_sessions``): throughput is the tokens those sessions committed
+definitions (``Simulation.meter``): throughput is the tokens those sessions committed
 with an edge-visible time in [warmup_s, duration_s], divided by that window.
 """
 
@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from dsd_gym.config.schema import Scenario
 from dsd_gym.evaluation.plan import Task
-from dsd_gym.runner import build, ego_session, meter_sessions
+from dsd_gym.runner import build, ego_session
 from dsd_gym.sim import RoundRecord, Session
 
 Result = dict[str, Any]
@@ -44,12 +44,12 @@ def run_task(scenario: Scenario, task: Task) -> Result:
     if task.mode == "ego":
         ego = ego_session(sim)
         traced.append(ego.sid)
-        meter = meter_sessions(sim, lambda session: session is ego)
+        meter = sim.meter(lambda session: session is ego)
     else:
         first = next((s for s in sim.sessions if not s.background), None)
         if first is not None:
             traced.append(first.sid)
-        meter = meter_sessions(sim, lambda session: not session.background)
+        meter = sim.meter(lambda session: not session.background)
     system = sim.run()
     own = meter.summary(len(sim.targets))
     rounds = sum(meter.rounds)
@@ -81,7 +81,9 @@ def run_tasks(
     jobs = min(jobs or os.cpu_count() or 1, max(len(tasks), 1))
     results: dict[int, Result] = {}
     failures: dict[int, str] = {}
-    bar = tqdm(total=len(tasks), desc="evaluate", unit="sim", file=sys.stderr, disable=not progress, leave=False)
+    bar = tqdm(
+        total=len(tasks), desc="evaluate", unit="sim", file=sys.stderr, disable=not progress, leave=False
+    )
     with bar:
         if jobs == 1:
             for i, task in enumerate(tasks):

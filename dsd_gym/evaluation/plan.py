@@ -4,7 +4,7 @@ Every input is checked here — scenarios, ``--set`` overrides, the sweep, every
 every variant, ego mode's needs — so a bad one fails with one line before the first simulation.
 Besides the requested policies, a plan simulates the references its rows are compared with:
 ``fixed:4`` (when the variant allows it), ``oracle`` (when registered and wanted) and, for
-``best-fixed``, ``fixed:G`` for every window G of the variant.
+``best-fixed``, every fixed decision the variant allows (``fixed:G``, ``fused:G``, ``autoregressive``).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 
 from dsd_gym.config.loader import parse_override, read_scenario
 from dsd_gym.config.schema import Scenario
-from dsd_gym.controllers import REGISTRY, parse_policy
+from dsd_gym.controllers import REGISTRY, fixed_policies, parse_policy
 from dsd_gym.errors import UserError
 from dsd_gym.runner import MODES
 
-BEST_FIXED = "best-fixed"  # the best fixed:G in hindsight, per variant, on the same seeds
+BEST_FIXED = "best-fixed"  # the best fixed decision in hindsight, per variant, on the same seeds
 REFERENCE = "fixed:4"  # the DSD authors' default window (DESIGN §8)
 ORACLE = "oracle"
 
@@ -44,7 +44,9 @@ def parse_sweep(text: str) -> Sweep:
     key = key.strip()
     texts = tuple(v.strip() for v in values.split(","))
     if not sep or not key or any(not part for part in key.split(".")):
-        raise UserError(f"--sweep {text!r}: expected KEY=V1,V2,..., e.g. devices.0.link.delay.one_way_ms=2,10,30")
+        raise UserError(
+            f"--sweep {text!r}: expected KEY=V1,V2,..., e.g. devices.0.link.delay.one_way_ms=2,10,30"
+        )
     if not any(texts):
         raise UserError(f"--sweep {text!r}: no values; expected KEY=V1,V2,... with at least one value")
     if not all(texts):
@@ -124,9 +126,7 @@ def _check(spec: str, variant: Variant, mode: str) -> None:
     scenario = variant.scenario
     where = f"--policy {spec!r} on {variant.title}"
     if spec == BEST_FIXED:
-        if "distributed" not in scenario.control.modes:
-            raise UserError(f"{where}: best-fixed sweeps fixed:G, and distributed mode is not enabled")
-        return
+        return  # every scenario allows at least one mode, hence one fixed decision
     try:
         parse_policy(spec, scenario)
     except UserError as exc:
@@ -149,9 +149,10 @@ def make_plan(
     if not scenarios:
         raise UserError("no scenario; give --scenario NAME|PATH at least once")
     if not policies:
-        raise UserError(f"no policy; give --policy at least once; allowed: {BEST_FIXED}, " + ", ".join(
-            e.usage for e in REGISTRY.values()
-        ))
+        raise UserError(
+            f"no policy; give --policy at least once; allowed: {BEST_FIXED}, "
+            + ", ".join(e.usage for e in REGISTRY.values())
+        )
     if mode not in MODES:
         raise UserError(f"mode {mode!r} is unknown; allowed: {', '.join(MODES)}")
     if seeds < 1 or seed_base < 0:
@@ -172,12 +173,14 @@ def make_plan(
             try:
                 parse_policy(scenario.control.policy, scenario)
             except UserError as exc:
-                raise UserError(f"{variant.title}: control.policy (the other sessions in ego mode): {exc}") from None
+                raise UserError(
+                    f"{variant.title}: control.policy (the other sessions in ego mode): {exc}"
+                ) from None
         for spec in requested:
             _check(spec, variant, mode)
         specs = [p for p in requested if p != BEST_FIXED]
         if BEST_FIXED in requested:
-            specs += [f"fixed:{g}" for g in scenario.control.window_choices]
+            specs += fixed_policies(scenario)
         if _allows(REFERENCE, scenario):
             specs.append(REFERENCE)
         if oracle and ORACLE in REGISTRY and _allows(ORACLE, scenario):

@@ -58,7 +58,9 @@ def _metric_figure(evaluation: Evaluation, ylabel: str, get: Any) -> Figure:
         mine = [b for b, v in zip(blocks, plan.variants, strict=True) if v.name == name]
         xs = list(sweep.values) if sweep.numeric else list(range(len(sweep.texts)))
         for p in range(per_variant):
-            points = [(x, *get(block[p])) for x, block in zip(xs, mine, strict=True) if get(block[p])[0] is not None]
+            points = [
+                (x, *get(block[p])) for x, block in zip(xs, mine, strict=True) if get(block[p])[0] is not None
+            ]
             if not points:
                 continue
             px, means = [x for x, _, _ in points], [m for _, m, _ in points]

@@ -54,7 +54,9 @@ def table(evaluation: Evaluation) -> str:
         header, widths, lines = header[:-1], widths[:-1], [line[:-1] for line in lines]
 
     def fmt(cells: list[str]) -> str:
-        return "  ".join([cells[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(cells[1:], widths[1:]))])
+        return "  ".join(
+            [cells[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))]
+        )
 
     out = []
     per_variant = len(plan.policies)
