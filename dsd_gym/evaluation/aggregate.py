@@ -38,7 +38,7 @@ class Evaluation:
     plan: Plan
     rows: list[dict[str, Any]]
     failures: list[dict[str, Any]]
-    traces: dict[str, list[tuple[float, int]]]  # row label -> (time, γ) on the first variant's first seed
+    traces: dict[str, list[tuple[float, int, int]]]  # row label -> (time, γ, mode), first variant and seed
 
 
 def label(row: dict[str, Any]) -> str:

@@ -29,16 +29,16 @@ Result = dict[str, Any]
 
 
 def run_task(scenario: Scenario, task: Task) -> Result:
-    """One simulation's figures; with ``task.trace``, the (start time, γ) of every round of the
+    """One simulation's figures; with ``task.trace``, the (start time, γ, mode) of every round of the
     measured session (the ego, or in fleet mode the first foreground session)."""
-    trace: list[tuple[float, int]] = []
+    trace: list[tuple[float, int, int]] = []
     traced: list[int] = []
 
     def hook(record: RoundRecord, session: Session) -> None:
         if not traced and not session.background:  # open-loop fleets: the first session with a round
             traced.append(session.sid)
         if traced and record.session == traced[0]:
-            trace.append((record.start_s, record.gamma))
+            trace.append((record.start_s, record.gamma, record.mode))
 
     sim = build(scenario, task.policy, task.seed, round_hook=hook if task.trace else None, mode=task.mode)
     if task.mode == "ego":

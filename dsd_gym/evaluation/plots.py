@@ -3,8 +3,9 @@
 - ``throughput.png`` and ``tpot_p50.png``: the metric against the swept variable, one panel per
   scenario, one line per policy with its 95 % band; without a sweep, one point per scenario and
   policy with its interval as an error bar.
-- ``gamma.png``: γ over simulated time of the measured session (the ego, or the first foreground
-  session) on the first variant's first seed, one line per policy (at most ``GAMMA_POLICIES``).
+- ``gamma.png``: γ of every round of the measured session (the ego, or the first foreground
+  session) against simulated time, on the first variant's first seed, one panel per policy (at
+  most ``GAMMA_POLICIES``), coloured by mode.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from matplotlib.figure import Figure
 
 from dsd_gym.evaluation.aggregate import Evaluation, label
 from dsd_gym.evaluation.report import write_atomic
+from dsd_gym.sim.controller import Mode
 
 GAMMA_POLICIES = 4
+_MODE_COLOURS = {Mode.DISTRIBUTED: "tab:blue", Mode.FUSED: "tab:orange", Mode.AUTOREGRESSIVE: "tab:grey"}
 METRICS = {
     "throughput": ("tokens / s", lambda r: (r["throughput_tok_s"]["mean"], r["throughput_tok_s"]["ci95"])),
     "tpot_p50": ("TPOT p50 (ms)", lambda r: (r["tpot_ms_p50"], r["tpot_ms_p50_ci95"])),
@@ -79,19 +82,26 @@ def _metric_figure(evaluation: Evaluation, ylabel: str, get: Any) -> Figure:
 
 
 def _gamma_figure(evaluation: Evaluation) -> Figure:
+    """One panel per policy (shared axes): a dot per round at its start time and γ, coloured by mode;
+    gaps are the session's idle time between requests."""
     plan = evaluation.plan
     variant = plan.variants[0]
-    fig = Figure(figsize=(8.0, 4.5), layout="constrained")
-    ax = fig.subplots()
-    for name, trace in list(evaluation.traces.items())[:GAMMA_POLICIES]:
-        if trace:
-            ax.step([t for t, _ in trace], [g for _, g in trace], where="post", label=name, linewidth=1)
-    ax.axvline(variant.scenario.warmup_s, color="grey", linestyle=":", linewidth=1, label="end of warm-up")
+    traces = [(name, trace) for name, trace in evaluation.traces.items() if trace][:GAMMA_POLICIES]
+    fig = Figure(figsize=(9.0, 1.2 + 1.6 * max(len(traces), 1)), layout="constrained")
+    axes = fig.subplots(max(len(traces), 1), 1, sharex=True, sharey=True, squeeze=False)[:, 0]
     who = "ego session" if plan.mode == "ego" else "first foreground session"
-    ax.set_title(f"γ per round of the {who}: {variant.title}, seed {plan.seeds[0]}")
-    ax.set_xlabel("simulated time (s)")
-    ax.set_ylabel("γ (0: autoregressive)")
-    ax.legend(fontsize="small")
+    fig.suptitle(f"γ per round of the {who}: {variant.title}, seed {plan.seeds[0]}")
+    for ax, (name, trace) in zip(axes, traces, strict=False):
+        for mode in Mode:
+            times = [t for t, _, m in trace if m == mode]
+            gammas = [g for _, g, m in trace if m == mode]
+            if times:
+                ax.scatter(times, gammas, s=4, color=_MODE_COLOURS[mode], label=mode.name.lower())
+        ax.axvline(variant.scenario.warmup_s, color="grey", linestyle=":", linewidth=1)
+        ax.set_ylabel("γ")
+        ax.set_title(name, fontsize="medium", loc="left")
+        ax.legend(fontsize="x-small", loc="upper right", markerscale=3)
+    axes[-1].set_xlabel("simulated time (s); dotted: end of warm-up")
     return fig
 
 
