@@ -77,7 +77,10 @@ def _parser() -> argparse.ArgumentParser:
         "with a 95% Student-t interval; ratios are ratios of mean throughputs on the same seeds.",
     )
     ev.add_argument(
-        "--scenario", action="append", required=True, help="a shipped name or a YAML path (repeat)"
+        "--scenario",
+        action="append",
+        required=True,
+        help="a shipped name, a YAML path, or all (every shipped one) (repeat)",
     )
     ev.add_argument(
         "--policy",

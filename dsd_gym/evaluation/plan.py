@@ -14,7 +14,7 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
-from dsd_gym.config.loader import parse_override, read_scenario
+from dsd_gym.config.loader import list_scenarios, parse_override, read_scenario
 from dsd_gym.config.schema import Scenario
 from dsd_gym.controllers import REGISTRY, fixed_policies, parse_policy
 from dsd_gym.errors import UserError
@@ -23,6 +23,7 @@ from dsd_gym.runner import MODES
 BEST_FIXED = "best-fixed"  # the best fixed decision in hindsight, per variant, on the same seeds
 REFERENCE = "fixed:4"  # the DSD authors' default window (DESIGN §8)
 ORACLE = "oracle"
+ALL = "all"  # as a scenario name: every shipped scenario
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +107,12 @@ def _allows(spec: str, scenario: Scenario) -> bool:
 
 def _variants(scenarios: Sequence[str], overrides: Sequence[str], sweep: Sweep | None) -> list[Variant]:
     variants = []
-    for name in dict.fromkeys(scenarios):
+    names = [
+        shipped
+        for name in scenarios
+        for shipped in ([n for n, _ in list_scenarios()] if name == ALL else [name])
+    ]
+    for name in dict.fromkeys(names):
         raw = read_scenario(name, overrides)
         if sweep is None:
             scenario = raw.validate()

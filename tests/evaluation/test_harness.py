@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dsd_gym.cli import main
-from dsd_gym.config import load_scenario
+from dsd_gym.config import list_scenarios, load_scenario
 from dsd_gym.controllers import fixed_policies
 from dsd_gym.evaluation import evaluate, make_plan
 from dsd_gym.evaluation import execute as execute_module
@@ -76,6 +76,11 @@ def test_every_policy_of_a_plan_runs_on_the_same_seeds() -> None:
     assert {"fixed:4", "oracle", "analytic"} <= specs and set(
         fixed_policies(plan.variants[1].scenario)
     ) <= specs
+
+
+def test_all_names_every_shipped_scenario_once() -> None:
+    plan = make_plan(["wan", "all"], ["fixed:4"], seeds=1, oracle=False)
+    assert [v.name for v in plan.variants] == ["wan", *(n for n, _ in list_scenarios() if n != "wan")]
 
 
 # -- determinism ---------------------------------------------------------------------------------
