@@ -5,8 +5,13 @@
     dsd-gym bench [--json] [--quick]
     dsd-gym evaluate --scenario S [...] --policy P [...] [--seeds N] [--mode ego|fleet]
                      [--sweep KEY=V1,V2,...] [--json PATH] [--csv PATH] [--plots DIR] [--jobs N]
+    dsd-gym collect --config CONFIG [--out DIR] [--jobs N]
+    dsd-gym train wc-dnn --config CONFIG [--data DIR] [--out DIR] [--resume]
+    dsd-gym export --checkpoint CKPT --out controller.pt
 
-A user error prints one line (``error: ...``) and exits with status 2, without a traceback.
+``collect``, ``train`` and ``export`` run the WC-DNN pipeline of the ``wc_dnn`` package, imported
+inside their functions: the CLI is the top of the stack (DESIGN §2), and ``import dsd_gym.cli`` stays
+free of torch. A user error prints one line (``error: ...``) and exits with status 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -110,6 +115,30 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not simulate the oracle as a reference (× oracle is then '-')",
     )
+
+    col = sub.add_parser(
+        "collect",
+        help="WC-DNN dataset: randomised scenarios under a behaviour policy, labelled by the oracle",
+        description="Sharded by (scenario variant, seed); a rerun into the same --out skips complete "
+        "shards. Deterministic for the config's collect.seed.",
+    )
+    col.add_argument("--config", required=True, help="a WC-DNN config (configs/wc_dnn/<name>.yaml)")
+    col.add_argument("--out", help="dataset folder (default: runs/wc_dnn/<name>/data)")
+    col.add_argument(
+        "--jobs", type=_positive, metavar="N", help="worker processes (default: one per CPU; 1: in-process)"
+    )
+
+    tr = sub.add_parser("train", help="train a learned controller")
+    tr_sub = tr.add_subparsers(dest="model", required=True, parser_class=_Parser)
+    wc = tr_sub.add_parser("wc-dnn", help="the WC-DNN window regressor on a collected dataset")
+    wc.add_argument("--config", required=True, help="a WC-DNN config (configs/wc_dnn/<name>.yaml)")
+    wc.add_argument("--data", help="dataset folder (default: runs/wc_dnn/<name>/data)")
+    wc.add_argument("--out", help="run folder: checkpoints, TensorBoard (default: runs/wc_dnn/<name>/train)")
+    wc.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+
+    ex = sub.add_parser("export", help="a training checkpoint as one TorchScript controller file")
+    ex.add_argument("--checkpoint", required=True, help="a checkpoint dsd-gym train wrote (best.pt)")
+    ex.add_argument("--out", required=True, help="the .pt file to write (torchscript:PATH runs it)")
     return parser
 
 
@@ -264,10 +293,59 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _collect(args: argparse.Namespace) -> None:
+    from wc_dnn.collect import collect
+    from wc_dnn.config import load_config
+
+    config = load_config(args.config)
+    out = args.out or str(config.data_dir())
+    summary = collect(config, out, args.jobs, progress=True)
+    rate = f", {summary['rows_per_s']:.0f} rows/s" if summary["ran"] else ""
+    print(
+        f"dataset {out}: {summary['tasks']} shards ({summary['skipped']} already complete, "
+        f"{summary['ran']} collected: {summary['rows']} rows in {summary['seconds']:.1f} s{rate})"
+    )
+
+
+def _train(args: argparse.Namespace) -> None:
+    from wc_dnn.config import load_config
+    from wc_dnn.train import train
+
+    config = load_config(args.config)
+    out = args.out or str(config.train_dir())
+    summary = train(config, args.data or str(config.data_dir()), out, resume=args.resume, progress=True)
+    best = summary["best_val"] or {}
+    print(
+        f"trained {summary['epochs']} epochs ({summary['seconds_this_call']:.1f} s"
+        f"{', stopped early' if summary['stopped_early'] else ''}); best epoch {summary['best_epoch']}"
+    )
+    if best:
+        print(
+            f"validation ({summary['dataset']['val_rows']} rows of held-out variants "
+            f"{', '.join(summary['dataset']['val_groups'])}): γ MAE {best['gamma_mae']:.3f} "
+            f"(decided {best['decision_gamma_mae']:.3f}), mode accuracy {best['mode_accuracy']:.3f}, "
+            f"decision accuracy {best['decision_accuracy']:.3f}, regret {best['regret']:.4f} tokens/decision "
+            f"(fixed:4 {best.get('regret_fixed4', float('nan')):.4f}; "
+            f"≈ {best['regret_tok_s_approx']:.2f} tok/s)"
+        )
+    print(f"checkpoint {summary['best_checkpoint']}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from wc_dnn.export import export_checkpoint
+
+    _output_path("--out", args.out)
+    path = export_checkpoint(args.checkpoint, args.out)
+    print(f"exported {path} (run it with --policy torchscript:{path})")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        commands = {"simulate": _simulate, "scenarios": _scenarios, "bench": _bench, "evaluate": _evaluate}
+        commands = {
+            "simulate": _simulate, "scenarios": _scenarios, "bench": _bench, "evaluate": _evaluate,
+            "collect": _collect, "train": _train, "export": _export,
+        }  # fmt: skip
         status = commands[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -96,6 +96,18 @@ def build(
         controllers = ego_controllers(scenario, policy)
     else:
         controllers = controllers_for(scenario, policy)
+    return simulation(scenario, controllers, seed, round_hook)
+
+
+def simulation(
+    scenario: Scenario,
+    controllers: Callable[[DeviceGroup], Any],
+    seed: int | None = None,
+    round_hook: Callable[[RoundRecord, Session], None] | None = None,
+) -> Simulation:
+    """A ready-to-run simulation whose sessions get their controllers from ``controllers(group)``
+    (what :func:`build` makes from a policy spec; dataset collection brings its own), with
+    telemetry on every session whose controller observes and the shipped acceptance profiles."""
     profiles = load_profiles(configs_dir())["acceptance"]
     return Simulation(
         scenario,

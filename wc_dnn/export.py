@@ -35,14 +35,27 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dsd_gym.errors import UserError
 from dsd_gym.runtime import FORMAT, FORMAT_VERSION, METADATA_FILE, feature_metadata
 from dsd_gym.runtime.exported import MODE_CODES
+from dsd_gym.sim.controller import Mode
 from dsd_gym.telemetry import FEATURES
-from wc_dnn.awc import AWC, STATE_SIZE, AWCConfig
-from wc_dnn.model import FeatureNorm, WindowNet
+from wc_dnn.awc import AWC, MODE_NAMES, STATE_SIZE, AWCConfig
+from wc_dnn.checkpoint import load_checkpoint
+from wc_dnn.config import parse_config
+from wc_dnn.dataset import decisions_from_records
+from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig
 from wc_dnn.provenance import code_version
 
-__all__ = ["KIND", "WCDNNController", "controller_metadata", "decision_latency_us", "export_controller"]
+__all__ = [
+    "KIND",
+    "WCDNNController",
+    "controller_from_checkpoint",
+    "controller_metadata",
+    "decision_latency_us",
+    "export_checkpoint",
+    "export_controller",
+]
 
 KIND = "wc-dnn"
 INPUT = "dsd_gym.telemetry vector: raw units, float32, clipped to each feature's [low, high], in this order"
@@ -163,6 +176,46 @@ def export_controller(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return out
+
+
+def controller_from_checkpoint(checkpoint: dict[str, Any], where: str) -> WCDNNController:
+    """The controller a training checkpoint (``wc_dnn.checkpoint.load_checkpoint``) describes: its
+    normalisation and network, and AWC with the config's ``awc`` section over the dataset's window
+    choices and modes."""
+    config = parse_config(checkpoint["config"], f"{where}: config")
+    try:
+        decisions = decisions_from_records(checkpoint["candidates"])
+        net = WindowNet(WindowNetConfig(**checkpoint["model_config"]))
+        net.load_state_dict(checkpoint["model"])
+        norm = FeatureNorm()
+        norm.load_state_dict(checkpoint["norm"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
+        raise UserError(f"{where}: does not hold a WC-DNN of this version ({first})") from None
+    windows = sorted({d.gamma for d in decisions if d.mode != Mode.AUTOREGRESSIVE})
+    modes = [name for code, name in enumerate(MODE_NAMES) if any(int(d.mode) == code for d in decisions)]
+    try:
+        awc = AWCConfig(window_choices=windows, modes=modes, **config.awc.model_dump())
+    except ValueError as exc:
+        raise UserError(f"{where}: awc: {exc}") from None
+    return WCDNNController(norm, net, awc)
+
+
+def export_checkpoint(checkpoint_path: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Export a training checkpoint as one TorchScript file (``dsd-gym export``); returns its path."""
+    where = f"checkpoint {os.fspath(checkpoint_path)}"
+    checkpoint = load_checkpoint(checkpoint_path)
+    controller = controller_from_checkpoint(checkpoint, where)
+    history = checkpoint["history"]
+    val = history[-1] if history else {}
+    inputs = {
+        "checkpoint": os.path.abspath(checkpoint_path),
+        "epoch": int(checkpoint["epoch"]),
+        "config": checkpoint["config"],
+        "dataset": checkpoint.get("dataset", {}),
+        "validation": {k: v for k, v in val.items() if isinstance(v, (int, float))},
+    }
+    return export_controller(controller, out, inputs)
 
 
 def decision_latency_us(

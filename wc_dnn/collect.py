@@ -1,0 +1,380 @@
+"""Collect the WC-DNN dataset: randomised scenarios under a behaviour policy, labelled by the oracle.
+
+**Tasks.** Each scenario of ``collect.scenarios`` gives ``variants`` scenario variants — the first
+the scenario as shipped (``include_base``), the others draws of its randomised keys (the scenario's
+``randomize`` section plus the config's) from a generator seeded by (``collect.seed``, crc32 of the
+scenario's name) — every variant with ``duration_s`` simulated seconds, no warm-up, and the config's
+window choices and modes. Each variant runs ``seeds`` simulations; task (scenario, variant v,
+replicate s) simulates under seed SeedSequence(collect.seed, spawn_key=(crc32(name), v, s)) mod
+2³¹ − 1. One task, one shard.
+
+**Behaviour.** Foreground session k of a simulation (k counts the sessions as they are built) draws
+its behaviour from ``behaviour.mix`` with a generator seeded by (simulation seed, k): a policy spec
+(``heuristic``, ``analytic``, ``oracle``, ...), ``random`` (a uniformly random allowed decision every
+round), ``sticky-random`` (one held for a geometric number of rounds of mean ``sticky_rounds``) or
+``random-fixed`` (one for the whole session). Every round, with probability ``epsilon``, a uniformly
+random allowed decision replaces the behaviour's. Background groups keep their own policies.
+
+**Labels.** The first ``record_sessions`` foreground sessions are labelled: before each of their
+rounds a shadow :class:`~dsd_gym.controllers.oracles.MyopicOracle` of their own (read-only: the
+simulation is the same with or without it) gives its decision and every candidate's objective value
+(``MyopicOracle.label``), and the row records those, the telemetry vector the session's controller
+sees, the decision played and provenance (see :mod:`wc_dnn.dataset`).
+
+Everything random derives from ``collect.seed``, so a config gives the same arrays on every run, in
+any number of processes. A rerun into the same folder skips every task whose shard reads back whole.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from dsd_gym.config.loader import read_scenario
+from dsd_gym.config.schema import RandomRange, Scenario
+from dsd_gym.controllers import parse_policy
+from dsd_gym.controllers.oracles import MyopicOracle, candidates
+from dsd_gym.envs.randomization import ScenarioSampler
+from dsd_gym.errors import UserError
+from dsd_gym.runner import simulation
+from dsd_gym.runtime import feature_metadata
+from dsd_gym.sim.controller import ControllerFactory, Decision
+from dsd_gym.telemetry import FEATURES
+from wc_dnn.config import BEHAVIOURS, BehaviourSpec, WCDNNConfig, config_hash
+from wc_dnn.dataset import (
+    ARRAYS,
+    FORMAT,
+    FORMAT_VERSION,
+    SIDECAR,
+    ShardError,
+    decision_records,
+    read_shard,
+    read_sidecar,
+    write_json,
+    write_shard,
+)
+from wc_dnn.provenance import code_version
+
+__all__ = ["CollectTask", "Plan", "collect", "make_plan", "run_task"]
+
+_VARIANT_KEY = 0xDA7A  # spawn keys that keep the variant draws and the behaviours apart from the rest
+_BEHAVIOUR_KEY = 0xBE4A
+
+
+def _crc(name: str) -> int:
+    return zlib.crc32(name.encode())
+
+
+@dataclass(frozen=True)
+class CollectTask:
+    """One simulation: a variant of a scenario under a seed; its shard is ``<id>.npz``."""
+
+    id: str
+    scenario: str
+    variant: int
+    replicate: int
+    seed: int
+    values: dict[str, Any]
+
+    @property
+    def file(self) -> str:
+        return f"{self.id}.npz"
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "file": self.file, "scenario": self.scenario, "variant": self.variant,
+            "replicate": self.replicate, "seed": self.seed, "values": self.values,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Plan:
+    tasks: tuple[CollectTask, ...]
+    scenarios: dict[str, Scenario]  # by task id
+    candidates: list[Decision]
+    behaviours: list[str]
+
+
+def _ranges(raw_ranges: Any, extra: dict[str, RandomRange], where: str) -> dict[str, RandomRange]:
+    ranges = {}
+    for key, value in (raw_ranges or {}).items():
+        try:
+            ranges[key] = RandomRange.model_validate(value)
+        except ValueError as exc:
+            raise UserError(f"{where}: randomize.{key}: {str(exc).splitlines()[-1].strip()}") from None
+    ranges.update(extra)
+    return ranges
+
+
+def make_plan(config: WCDNNConfig) -> Plan:
+    """Every task, its scenario validated, and the dataset's candidates; bad input is one line."""
+    collect = config.collect
+    tasks: list[CollectTask] = []
+    by_task: dict[str, Scenario] = {}
+    dataset_candidates: list[Decision] | None = None
+    first = ""
+    behaviours = list(collect.behaviour.mix)
+    for i, spec in enumerate(collect.scenarios):
+        where = f"collect.scenarios.{i} ({spec.scenario})"
+        try:
+            raw = read_scenario(spec.scenario)
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None
+        values: dict[str, Any] = {"duration_s": collect.duration_s, "warmup_s": 0.0}
+        if collect.window_choices is not None:
+            values["control.window_choices"] = list(collect.window_choices)
+        if collect.modes is not None:
+            values["control.modes"] = list(collect.modes)
+        raw = raw.with_values(values)
+        try:
+            sampler = ScenarioSampler(raw, _ranges(raw.data.get("randomize"), spec.randomize, where))
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None
+        name = sampler.base.name
+        slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+        if any(t.id.startswith(f"{slug}.") for t in tasks):
+            raise UserError(f"{where}: scenario name {name!r} is already in collect.scenarios")
+        rng = np.random.default_rng(
+            np.random.SeedSequence(collect.seed, spawn_key=(_crc(name), _VARIANT_KEY))
+        )
+        for v in range(spec.variants):
+            drawn = {} if (v == 0 and spec.include_base) else sampler.draw(rng)
+            try:
+                scenario = sampler.scenario(drawn)
+            except UserError as exc:
+                raise UserError(f"{where}: variant {v} {drawn}: {exc}") from None
+            offered = candidates(scenario)
+            if dataset_candidates is None:
+                dataset_candidates, first = offered, name
+            elif offered != dataset_candidates:
+                raise UserError(
+                    f"{where}: offers other decisions than {first} (window choices "
+                    f"{scenario.control.window_choices}, modes {scenario.control.modes}); set "
+                    "collect.window_choices and collect.modes so every scenario offers the same"
+                )
+            for spec_name in behaviours:
+                if spec_name in BEHAVIOURS:
+                    continue
+                try:
+                    parse_policy(spec_name, scenario)
+                except UserError as exc:
+                    raise UserError(f"collect.behaviour.mix: {spec_name!r} on {name}: {exc}") from None
+            for s in range(collect.seeds):
+                state = np.random.SeedSequence(collect.seed, spawn_key=(_crc(name), v, s)).generate_state(1)
+                task = CollectTask(
+                    f"{slug}.v{v:03d}.s{s:03d}", name, v, s, int(state[0]) % (2**31 - 1), drawn
+                )
+                tasks.append(task)
+                by_task[task.id] = scenario
+    assert dataset_candidates is not None
+    return Plan(tuple(tasks), by_task, dataset_candidates, behaviours)
+
+
+# -- behaviours ---------------------------------------------------------------------------------
+
+
+class RandomDecisions:
+    """A uniformly random allowed decision, redrawn each round with probability ``switch``: 1 every
+    round (``random``), 1 / mean rounds (``sticky-random``), 0 never after the first
+    (``random-fixed``)."""
+
+    observes = False
+
+    def __init__(self, decisions: list[Decision], rng: np.random.Generator, switch: float) -> None:
+        self.decisions, self.rng, self.switch = decisions, rng, switch
+        self.current: Decision | None = None
+
+    def decide(self, session: Any) -> Decision:
+        if self.current is None or (self.switch > 0 and self.rng.random() < self.switch):
+            self.current = self.decisions[int(self.rng.integers(len(self.decisions)))]
+        return self.current
+
+
+class Behaviour:
+    """A session's behaviour policy with ε-exploration; with ``oracle`` it also labels every round
+    into ``rows`` (the oracle's index and values, features, decision played, behaviour code)."""
+
+    def __init__(
+        self, base: Any, code: int, decisions: list[Decision], epsilon: float, rng: np.random.Generator,
+        oracle: MyopicOracle | None, rows: list[tuple] | None,
+    ) -> None:  # fmt: skip
+        self.base, self.code, self.decisions, self.epsilon, self.rng = base, code, decisions, epsilon, rng
+        self.index = {d: j for j, d in enumerate(decisions)}
+        self.oracle, self.rows = oracle, rows
+        self.observes = oracle is not None or getattr(base, "observes", True)
+
+    def decide(self, session: Any) -> Decision:
+        if self.oracle is not None:
+            features = session.telemetry.vector()
+            label, values = self.oracle.label(session)
+        decision = self.base.decide(session)
+        if self.epsilon > 0 and self.rng.random() < self.epsilon:
+            decision = self.decisions[int(self.rng.integers(len(self.decisions)))]
+        if self.rows is not None:
+            self.rows.append(
+                (features, label, values, self.index[decision], self.code, session.sid, session.env.now)
+            )
+        return decision
+
+
+def _behaviour_factory(
+    scenario: Scenario, seed: int, decisions: list[Decision], spec: BehaviourSpec, record: int,
+    rows: list[tuple],
+) -> ControllerFactory:  # fmt: skip
+    names = list(spec.mix)
+    weights = np.array([spec.mix[n] for n in names], dtype=np.float64)
+    weights /= weights.sum()
+    policies = {n: parse_policy(n, scenario) for n in names if n not in BEHAVIOURS}
+    background = {g.name: parse_policy(g.policy, scenario) for g in scenario.devices if g.policy is not None}
+    switch = {"random": 1.0, "sticky-random": 1.0 / max(spec.sticky_rounds, 1.0), "random-fixed": 0.0}
+    built = 0
+
+    def build(group: Any) -> Any:
+        nonlocal built
+        if group.policy is not None:
+            return background[group.name](group)
+        k, built = built, built + 1
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_BEHAVIOUR_KEY, k)))
+        code = int(rng.choice(len(names), p=weights))
+        name = names[code]
+        base = RandomDecisions(decisions, rng, switch[name]) if name in BEHAVIOURS else policies[name](group)
+        labelled = k < record
+        oracle = MyopicOracle(decisions) if labelled else None
+        return Behaviour(base, code, decisions, spec.epsilon, rng, oracle, rows if labelled else None)
+
+    return build
+
+
+def run_task(
+    task: CollectTask, scenario: Scenario, decisions: list[Decision], spec: BehaviourSpec, record: int
+) -> dict[str, np.ndarray]:
+    """Simulate one task and return its arrays (``wc_dnn.dataset.ARRAYS``)."""
+    rows: list[tuple] = []
+    factory = _behaviour_factory(scenario, task.seed, decisions, spec, record, rows)
+    simulation(scenario, factory, task.seed).run()
+    n = len(rows)
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(ARRAYS)
+    return {
+        "features": np.array(columns[0], dtype=np.float32).reshape(n, len(FEATURES)),
+        "label": np.array(columns[1], dtype=np.int16),
+        "values": np.array(columns[2], dtype=np.float32).reshape(n, len(decisions)),
+        "behaviour": np.array(columns[3], dtype=np.int16),
+        "policy": np.array(columns[4], dtype=np.int16),
+        "session": np.array(columns[5], dtype=np.int32),
+        "time_s": np.array(columns[6], dtype=np.float64),
+    }
+
+
+def _work(
+    task: CollectTask, scenario: Scenario, decisions: list[Decision], spec: BehaviourSpec, record: int,
+    out: Path, version: str,
+) -> int:  # fmt: skip
+    """A worker's job: run the task and write its shard atomically; returns its rows."""
+    arrays = run_task(task, scenario, decisions, spec, record)
+    meta = {**task.record(), "task": task.id, "rows": len(arrays["label"]), "code_version": version}
+    write_shard(out / task.file, arrays, meta)
+    return len(arrays["label"])
+
+
+def sidecar(config: WCDNNConfig, plan: Plan) -> dict[str, Any]:
+    """The dataset's description (see :mod:`wc_dnn.dataset`)."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "features": feature_metadata(),
+        "candidates": decision_records(plan.candidates),
+        "arrays": {
+            name: {"dtype": d, "shape": shape, "meaning": m} for name, (d, shape, m) in ARRAYS.items()
+        },
+        "behaviours": plan.behaviours,
+        "name": config.name,
+        "collect": config.collect.model_dump(mode="json"),
+        "config_hash": config_hash(config.collect),
+        "code_version": code_version(),
+        "objective": "MyopicOracle.label: E[committed] − ρ·(E[round time] + X) per candidate, in tokens; "
+        "ρ the oracle's rate (tokens/s); value[label] is the largest",
+        "tasks": [t.record() for t in plan.tasks],
+    }
+
+
+def done_tasks(out: Path, plan: Plan) -> set[str]:
+    """The tasks whose shard in ``out`` reads back whole (a corrupt or partial one is redone)."""
+    done = set()
+    for task in plan.tasks:
+        try:
+            read_shard(out / task.file, task.id, len(plan.candidates))
+        except ShardError:
+            continue
+        done.add(task.id)
+    return done
+
+
+def collect(
+    config: WCDNNConfig, out: str | Path, jobs: int | None = None, progress: bool = False
+) -> dict[str, Any]:
+    """Collect (or finish collecting) ``config``'s dataset into ``out``; returns a summary.
+
+    ``jobs``: worker processes (default: one per CPU; 1 runs here). A folder holding another
+    config's dataset is refused; one holding this config's is resumed.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
+    plan = make_plan(config)
+    described = sidecar(config, plan)
+    if (out / SIDECAR).exists():
+        existing = read_sidecar(out)
+        if existing["config_hash"] != described["config_hash"]:
+            raise UserError(
+                f"--out {out}: holds a dataset of another collect config (config_hash "
+                f"{existing['config_hash'][:12]}, this one {described['config_hash'][:12]}); give a new --out"
+            )
+    elif out.exists() and any(out.iterdir()):
+        raise UserError(f"--out {out}: not empty and not a dataset folder; give a new or empty directory")
+    else:
+        write_json(out / SIDECAR, described)
+    done = done_tasks(out, plan)
+    todo = [t for t in plan.tasks if t.id not in done]
+    collect_spec = config.collect
+    args = (
+        plan.candidates,
+        collect_spec.behaviour,
+        collect_spec.record_sessions,
+        out,
+        described["code_version"],
+    )
+    jobs = min(jobs or os.cpu_count() or 1, max(len(todo), 1))
+    rows = 0
+    start = time.perf_counter()
+    bar = tqdm(total=len(plan.tasks), initial=len(done), desc="collect", unit="shard", file=sys.stderr,
+               disable=not progress, leave=False)  # fmt: skip
+    with bar:
+        if jobs == 1:
+            for task in todo:
+                rows += _work(task, plan.scenarios[task.id], *args)
+                bar.update()
+        else:
+            with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+                futures = [pool.submit(_work, t, plan.scenarios[t.id], *args) for t in todo]
+                try:
+                    for future in concurrent.futures.as_completed(futures):
+                        rows += future.result()
+                        bar.update()
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
+    seconds = time.perf_counter() - start
+    return {
+        "out": str(out), "tasks": len(plan.tasks), "skipped": len(done), "ran": len(todo), "rows": rows,
+        "seconds": seconds, "rows_per_s": rows / seconds if seconds > 0 else None,
+    }  # fmt: skip

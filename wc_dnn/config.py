@@ -1,0 +1,212 @@
+"""The WC-DNN pipeline's config: one YAML file for ``collect``, ``train`` and ``export``.
+
+``configs/wc_dnn/<name>.yaml`` has three sections, each validated here (unknown keys are errors, and
+an invalid value fails with one line naming the key, the value and what is allowed)::
+
+    name: small                      # names the default output folders runs/wc_dnn/<name>/...
+    collect:                         # the dataset (wc_dnn.collect)
+      seed: 0                        # everything random in the dataset derives from it
+      duration_s: 20                 # simulated seconds per (variant, seed) task; warm-up is 0
+      seeds: 2                       # simulations per variant
+      record_sessions: 4             # foreground sessions labelled per simulation (the first built)
+      window_choices: null           # override every scenario's control.window_choices (null: keep)
+      modes: null                    # override every scenario's control.modes (null: keep)
+      scenarios:                     # scenario (shipped name or YAML path), variants, extra ranges
+        - {scenario: metro-5g, variants: 4, randomize: {...}}
+      behaviour:                     # the behaviour policy: a mix drawn per session
+        mix: {random: 1, sticky-random: 1, random-fixed: 1, heuristic: 1, oracle: 1}
+        epsilon: 0.1                 # per round: a uniformly random allowed decision instead
+        sticky_rounds: 20            # mean rounds a sticky-random decision is held
+    train: {...}                     # the network and its optimisation (wc_dnn.train)
+    awc: {...}                       # the runtime logic baked into the export (wc_dnn.awc)
+
+Every scenario of a dataset must offer the same decisions (window choices and modes): the label is an
+index into that one candidate list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dsd_gym.config.loader import explain
+from dsd_gym.config.schema import MODES, RandomRange
+from dsd_gym.errors import UserError
+
+__all__ = [
+    "AWCSpec",
+    "BEHAVIOURS",
+    "BehaviourSpec",
+    "CollectSpec",
+    "ModelSpec",
+    "ScenarioSpec",
+    "TrainSpec",
+    "WCDNNConfig",
+    "config_hash",
+    "load_config",
+]
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+# Behaviours that are not policy specs: a random allowed decision every round, one held for a
+# geometric number of rounds, or one for the whole session.
+BEHAVIOURS = ("random", "sticky-random", "random-fixed")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScenarioSpec(Model):
+    """One scenario of the dataset: ``variants`` draws of its randomised keys (the scenario's own
+    ``randomize`` section, with ``randomize`` here added over it); with ``include_base`` the first
+    variant is the scenario as shipped (no key drawn)."""
+
+    scenario: str
+    variants: PositiveInt = 1
+    include_base: bool = True
+    randomize: dict[str, RandomRange] = {}
+
+
+class BehaviourSpec(Model):
+    """The behaviour policy. Each foreground session draws one entry of ``mix`` (weights, > 0) when it
+    is built: a policy spec (``heuristic``, ``analytic``, ``oracle``, ``fixed:4`` ...) or one of
+    ``random``, ``sticky-random``, ``random-fixed``. Then every round, with probability ``epsilon``, a
+    uniformly random allowed decision replaces the one it chose."""
+
+    mix: dict[str, PositiveFloat] = Field(
+        default={"random": 1.0, "sticky-random": 1.0, "random-fixed": 1.0, "heuristic": 1.0, "analytic": 1.0},
+        min_length=1,
+    )
+    epsilon: Probability = 0.1
+    sticky_rounds: PositiveFloat = 20.0
+
+
+class CollectSpec(Model):
+    seed: NonNegInt = 0
+    duration_s: PositiveFloat = 20.0
+    seeds: PositiveInt = 1
+    record_sessions: PositiveInt = 4
+    window_choices: list[PositiveInt] | None = None
+    modes: list[str] | None = None
+    scenarios: list[ScenarioSpec] = Field(min_length=1)
+    behaviour: BehaviourSpec = BehaviourSpec()
+
+    @field_validator("modes")
+    @classmethod
+    def _modes(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and (not v or any(m not in MODES for m in v) or len(set(v)) != len(v)):
+            raise ValueError(f"must be distinct names among {list(MODES)}; got {v}")
+        return v
+
+    @field_validator("window_choices")
+    @classmethod
+    def _windows(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or len(set(v)) != len(v)):
+            raise ValueError(f"must be distinct positive integers; got {v}")
+        return sorted(v) if v is not None else None
+
+    @model_validator(mode="after")
+    def _distinct(self) -> CollectSpec:
+        names = [s.scenario for s in self.scenarios]
+        if len(set(names)) != len(names):
+            raise ValueError(f"collect.scenarios.N.scenario must be distinct; got {names}")
+        return self
+
+
+class ModelSpec(Model):
+    """:class:`wc_dnn.model.WindowNetConfig`: ``mode_head: null`` adds a mode head exactly when the
+    dataset offers more than one mode."""
+
+    hidden: PositiveInt = 32
+    depth: NonNegInt = 1
+    default_gamma: PositiveFloat = 4.0
+    mode_head: bool | None = None
+
+
+class TrainSpec(Model):
+    """Optimisation. Loss per row: Huber(γ̂ − γ*; ``huber_delta``) over rows whose oracle decision has
+    a window (not autoregressive) + ``mode_weight`` · cross-entropy(mode logits, oracle mode) with a
+    mode head. Adam(``lr``, ``weight_decay``), minibatches of ``batch_size`` rows reshuffled every
+    epoch; at most ``epochs`` epochs, stopping after ``patience`` epochs without a validation loss
+    below the best by more than ``min_delta``. ``val_fraction`` of each scenario's variants (at least
+    one, for a scenario with two or more) are held out for validation."""
+
+    seed: NonNegInt = 0
+    epochs: PositiveInt = 30
+    batch_size: PositiveInt = 512
+    lr: PositiveFloat = 3e-3
+    weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    huber_delta: PositiveFloat = 1.0
+    mode_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
+    patience: PositiveInt = 5
+    min_delta: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1e-4
+    val_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.25
+    threads: PositiveInt = 1
+    model: ModelSpec = ModelSpec()
+
+
+class AWCSpec(Model):
+    """:class:`wc_dnn.awc.AWCConfig` without the window choices and modes (they are the dataset's)."""
+
+    gamma_min: PositiveFloat | None = None
+    gamma_max: PositiveFloat | None = None
+    smoothing: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.5
+    gamma_dwell: PositiveInt = 1
+    mode_dwell: PositiveInt = 3
+
+
+class WCDNNConfig(Model):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    collect: CollectSpec
+    train: TrainSpec = TrainSpec()
+    awc: AWCSpec = AWCSpec()
+
+    def data_dir(self) -> Path:
+        return Path("runs") / "wc_dnn" / self.name / "data"
+
+    def train_dir(self) -> Path:
+        return Path("runs") / "wc_dnn" / self.name / "train"
+
+
+def config_hash(section: BaseModel) -> str:
+    """sha256 of a section's canonical JSON: what makes two datasets (or runs) the same."""
+    text = json.dumps(section.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse_config(data: Any, where: str) -> WCDNNConfig:
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: a WC-DNN config must be a mapping with name and collect (train, awc)")
+    try:
+        return WCDNNConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(f"{where}: {explain(exc, WCDNNConfig)}") from None
+
+
+def load_config(path: str | Path) -> WCDNNConfig:
+    """Read and validate a config file; every problem is one ``UserError`` line."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"config {path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"config {path}: is a directory; give a YAML file") from None
+    except OSError as exc:
+        raise UserError(f"config {path}: cannot read ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise UserError(f"config {path}{where}: {getattr(exc, 'problem', None) or 'invalid YAML'}") from None
+    return parse_config(data, f"config {path}")

@@ -1,0 +1,335 @@
+"""Train the WC-DNN on a collected dataset (``dsd-gym train wc-dnn``).
+
+**Rows.** Every dataset row whose oracle values are finite (a row where every job would be dropped
+teaches nothing). Target: the oracle's decision d* = (γ*, mode*).
+
+**Split.** By scenario variant, never by row: for each scenario with n ≥ 2 variants,
+k = min(n − 1, max(1, round(val_fraction · n))) of them, drawn by (train.seed, crc32 of the
+scenario's name), are validation; every row of a variant is on one side.
+
+**Model and loss.** :class:`~wc_dnn.model.FeatureNorm` fitted on the training rows, then
+:class:`~wc_dnn.model.WindowNet` (γ̂ = γ_default + Δ, optional mode logits ℓ). Per minibatch
+
+    L = mean_{rows with γ* > 0} Huber_δ(γ̂ − γ*) + w_mode · mean_{rows} CE(ℓ over the enabled modes, mode*)
+
+(autoregressive rows have no window, so only their mode is learnt). Adam, minibatches reshuffled
+each epoch by a seeded generator, one thread by default: a seed gives the same weights on every run.
+
+**Validation metrics** (per epoch, TensorBoard and ``history``): the loss; ``gamma_mae`` =
+mean |γ̂ − γ*| over rows with a window; ``decision_gamma_mae`` the same with γ̂ clamped and
+rounded to the nearest window choice (AWC's rules 1 and 3, without smoothing or dwell);
+``mode_accuracy``; ``decision_accuracy`` (the whole decision equals d*); and ``regret`` = mean of
+value[d*] − value[d̂], d̂ the model's decision per row (mode by argmax, window by rounding), in the
+oracle's objective units: tokens per decision (E[committed] − ρ·(E[round time] + X) is tokens). For
+scale, ``regret_fixed4`` is the regret of always deciding (4, distributed), and
+``regret_tok_s_approx`` = regret / the mean recorded round time, an approximation of the
+throughput lost (exact only if the model's rounds took as long as the behaviour's).
+
+**Checkpoints** (``wc_dnn.checkpoint``): ``last.pt`` after every epoch, ``best.pt`` whenever the
+validation loss improves by more than ``min_delta``; each holds the model, the normalisation, the
+optimiser, the epoch, both RNG states, early stopping's state, the history and the whole config.
+Training stops after ``patience`` epochs without improvement or at ``epochs``. ``resume`` continues
+``last.pt`` to exactly the state an uninterrupted run reaches.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from dsd_gym.errors import UserError
+from dsd_gym.sim.controller import Decision, Mode
+from wc_dnn.awc import MODE_NAMES
+from wc_dnn.checkpoint import load_checkpoint, save_checkpoint
+from wc_dnn.config import WCDNNConfig, config_hash, parse_config
+from wc_dnn.dataset import Dataset, decision_records, load_dataset
+from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig
+
+__all__ = ["Split", "Targets", "evaluate", "split_by_variant", "targets", "train"]
+
+LAST, BEST, METRICS, TENSORBOARD = "last.pt", "best.pt", "metrics.json", "tensorboard"
+
+
+@dataclass(frozen=True)
+class Split:
+    train: np.ndarray  # row indices
+    val: np.ndarray
+    val_groups: list[str]
+
+
+def split_by_variant(dataset: Dataset, val_fraction: float, seed: int, usable: np.ndarray) -> Split:
+    """Hold out whole scenario variants (see the module doc); ``usable``: a row mask."""
+    val_groups: list[int] = []
+    for s, name in enumerate(dataset.scenarios):
+        groups = sorted({int(g) for g in np.unique(dataset.group[dataset.scenario == s])})
+        if len(groups) < 2:
+            continue
+        k = min(len(groups) - 1, max(1, round(val_fraction * len(groups))))
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(zlib.crc32(name.encode()),)))
+        val_groups += [groups[i] for i in sorted(rng.permutation(len(groups))[:k])]
+    if not val_groups:
+        raise UserError(
+            f"dataset {dataset.directory}: validation holds out scenario variants, and no scenario has "
+            "two or more; set collect.scenarios.N.variants >= 2 for at least one scenario"
+        )
+    held = np.isin(dataset.group, val_groups)
+    train_rows, val_rows = np.flatnonzero(usable & ~held), np.flatnonzero(usable & held)
+    if not len(train_rows) or not len(val_rows):
+        raise UserError(
+            f"dataset {dataset.directory}: the split leaves no usable training or validation rows"
+        )
+    return Split(train_rows, val_rows, [dataset.groups[g] for g in sorted(val_groups)])
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Per candidate: its window, mode code and index among the enabled modes; the enabled mode
+    codes; the window choices; and the index of a (γ, mode) decision."""
+
+    gamma: np.ndarray
+    mode: np.ndarray
+    enabled: list[int]
+    windows: list[int]
+    index: dict[tuple[int, int], int]
+
+
+def targets(candidates: list[Decision]) -> Targets:
+    enabled = sorted({int(d.mode) for d in candidates})
+    return Targets(
+        np.array([d.gamma for d in candidates], dtype=np.float32),
+        np.array([int(d.mode) for d in candidates], dtype=np.int64),
+        enabled,
+        sorted({d.gamma for d in candidates if d.mode != Mode.AUTOREGRESSIVE}),
+        {(d.gamma, int(d.mode)): j for j, d in enumerate(candidates)},
+    )
+
+
+def _losses(
+    net: WindowNet, z: Tensor, gamma: Tensor, mode: Tensor, has_window: Tensor, enabled: Tensor,
+    cfg: Any,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """(total, Huber part, CE part, γ̂, logits over the enabled modes) of a batch."""
+    gamma_hat, logits = net(z)
+    if bool(has_window.any()):
+        huber = nn.functional.huber_loss(gamma_hat[has_window], gamma[has_window], delta=cfg.huber_delta)
+    else:
+        huber = gamma_hat.sum() * 0.0
+    logits = logits[:, enabled]
+    ce = nn.functional.cross_entropy(logits, mode) if net.has_mode_head else huber * 0.0
+    return huber + cfg.mode_weight * ce, huber, ce, gamma_hat, logits
+
+
+def _nearest(windows: np.ndarray, gamma: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Each clamped γ̂ rounded to the nearest window; ties to the smaller (AWC's rules 1 and 3)."""
+    clamped = np.clip(gamma, low, high)
+    distance = np.abs(clamped[:, None] - windows[None, :])
+    return windows[np.argmin(distance, axis=1)]  # argmin takes the first: windows ascend
+
+
+def _masked_mean(x: np.ndarray, mask: np.ndarray) -> float:
+    return float(np.mean(x[mask])) if mask.any() else 0.0
+
+
+def evaluate(
+    net: WindowNet, norm: FeatureNorm, arrays: dict[str, np.ndarray], rows: np.ndarray, t: Targets, cfg: Any
+) -> dict[str, float]:
+    """Validation metrics on ``rows`` (see the module doc)."""
+    features = torch.from_numpy(arrays["features"][rows])
+    label = arrays["label"][rows].astype(np.int64)
+    gamma_star, mode_star = t.gamma[label], t.mode[label]
+    enabled = torch.tensor(t.enabled)
+    mode_target = torch.from_numpy(np.searchsorted(np.array(t.enabled), mode_star))
+    has_window = mode_star != int(Mode.AUTOREGRESSIVE)
+    net.eval()
+    with torch.no_grad():
+        loss, huber, ce, gamma_hat, logits = _losses(
+            net, norm(features), torch.from_numpy(gamma_star), mode_target, torch.from_numpy(has_window),
+            enabled, cfg,
+        )  # fmt: skip
+    net.train()
+    gamma_hat = gamma_hat.numpy().astype(np.float64)
+    windows = np.array(t.windows, dtype=np.float64)
+    rounded = _nearest(windows, gamma_hat, windows[0], windows[-1])
+    if net.has_mode_head:
+        mode_hat = np.array(t.enabled)[logits.argmax(dim=1).numpy()]
+    else:
+        mode_hat = np.full(len(rows), t.enabled[0])
+    ar = int(Mode.AUTOREGRESSIVE)
+    pairs = zip(rounded, mode_hat, strict=True)
+    chosen = np.array([t.index[(0 if m == ar else int(g), int(m))] for g, m in pairs], dtype=np.int64)
+    values = arrays["values"][rows].astype(np.float64)
+    best = values[np.arange(len(rows)), label]
+    regret = best - values[np.arange(len(rows)), chosen]
+    fixed4 = t.index.get((4, int(Mode.DISTRIBUTED)))
+    round_s = float(np.mean(arrays["features"][rows, 0])) / 1e3  # round_ms of the last round
+    out = {
+        "loss": float(loss),
+        "huber": float(huber),
+        "mode_ce": float(ce),
+        "gamma_mae": _masked_mean(np.abs(gamma_hat - gamma_star), has_window),
+        "decision_gamma_mae": _masked_mean(np.abs(rounded - gamma_star), has_window),
+        "mode_accuracy": float(np.mean(mode_hat == mode_star)),
+        "decision_accuracy": float(np.mean(chosen == label)),
+        "regret": float(np.mean(regret)),
+        "regret_tok_s_approx": float(np.mean(regret)) / round_s if round_s > 0 else math.nan,
+        "rows": int(len(rows)),
+    }  # fmt: skip
+    if fixed4 is not None:
+        out["regret_fixed4"] = float(np.mean(best - values[:, fixed4]))
+    return out
+
+
+def _model_config(config: WCDNNConfig, t: Targets) -> dict[str, Any]:
+    spec = config.train.model
+    mode_head = len(t.enabled) > 1 if spec.mode_head is None else spec.mode_head
+    return {
+        "hidden": spec.hidden,
+        "depth": spec.depth,
+        "default_gamma": spec.default_gamma,
+        "mode_head": mode_head,
+    }
+
+
+def _log(writer: Any, epoch: int, train_loss: float, val: dict[str, float]) -> None:
+    writer.add_scalar("loss/train", train_loss, epoch)
+    writer.add_scalar("loss/val", val["loss"], epoch)
+    for key in ("huber", "mode_ce"):
+        writer.add_scalar(f"loss/val_{key}", val[key], epoch)
+    for key in ("gamma_mae", "decision_gamma_mae", "mode_accuracy", "decision_accuracy", "regret"):
+        writer.add_scalar(f"val/{key}", val[key], epoch)
+    writer.flush()
+
+
+def train(
+    config: WCDNNConfig, data: str | Path, out: str | Path, resume: bool = False,
+    stop_after: int | None = None, progress: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """Train (or, with ``resume``, continue) and return the summary written to ``metrics.json``.
+
+    ``stop_after``: end after that many epochs of this call, as an interruption would (tests use it).
+    """
+    out = Path(out)
+    dataset = load_dataset(data)
+    cfg = config.train
+    if resume:
+        checkpoint = load_checkpoint(out / LAST)
+        saved = parse_config(checkpoint["config"], f"checkpoint {out / LAST}: config")
+        if saved != config:
+            raise UserError(
+                f"--resume {out}: the run was started with another config (name {saved.name!r}); "
+                "resume with the same config, or give a new --out"
+            )
+        if checkpoint["dataset"]["config_hash"] != dataset.sidecar["config_hash"]:
+            raise UserError(f"--resume {out}: the run was trained on another dataset than {data}")
+    else:
+        if (out / LAST).exists():
+            raise UserError(
+                f"--out {out}: holds a training run; pass --resume to continue it or give a new --out"
+            )
+        checkpoint = None
+    t = targets(dataset.candidates)
+    usable = np.isfinite(dataset.arrays["values"]).any(axis=1)
+    split = split_by_variant(dataset, cfg.val_fraction, cfg.seed, usable)
+    arrays = dataset.arrays
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        torch.manual_seed(cfg.seed)
+        model_config = _model_config(config, t)
+        net = WindowNet(WindowNetConfig(**model_config))
+        norm = FeatureNorm().fit(arrays["features"][split.train])
+        optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        shuffle = torch.Generator().manual_seed(cfg.seed)
+        epoch, best_loss, best_epoch, bad, history, stopped = 0, math.inf, 0, 0, [], False
+        if checkpoint is not None:
+            net.load_state_dict(checkpoint["model"])
+            norm.load_state_dict(checkpoint["norm"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            torch.set_rng_state(checkpoint["torch_rng"])
+            shuffle.set_state(checkpoint["shuffle_rng"])
+            epoch, history = int(checkpoint["epoch"]), list(checkpoint["history"])
+            best_loss, best_epoch = float(checkpoint["best_loss"]), int(checkpoint["best_epoch"])
+            bad, stopped = int(checkpoint["bad_epochs"]), bool(checkpoint["stopped"])
+        from torch.utils.tensorboard import SummaryWriter  # lazy: tensorboard is slow to import
+
+        writer = SummaryWriter(str(out / TENSORBOARD), purge_step=epoch + 1 if checkpoint else None)
+        features = torch.from_numpy(arrays["features"][split.train])
+        label = arrays["label"][split.train].astype(np.int64)
+        gamma = torch.from_numpy(t.gamma[label])
+        mode = torch.from_numpy(np.searchsorted(np.array(t.enabled), t.mode[label]))
+        has_window = torch.from_numpy(t.mode[label] != int(Mode.AUTOREGRESSIVE))
+        enabled = torch.tensor(t.enabled)
+        z_all = norm(features).detach()
+        n = len(label)
+        run_epochs = 0
+        start = time.perf_counter()
+        provenance = {
+            "directory": str(Path(data)), "config_hash": dataset.sidecar["config_hash"], "rows": dataset.rows,
+            "train_rows": int(n), "val_rows": int(len(split.val)), "val_groups": split.val_groups,
+        }  # fmt: skip
+        while not stopped and epoch < cfg.epochs and (stop_after is None or run_epochs < stop_after):
+            order = torch.randperm(n, generator=shuffle)
+            total = 0.0
+            for i in range(0, n, cfg.batch_size):
+                batch = order[i : i + cfg.batch_size]
+                loss, *_ = _losses(
+                    net, z_all[batch], gamma[batch], mode[batch], has_window[batch], enabled, cfg
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(batch)
+            epoch += 1
+            run_epochs += 1
+            val = evaluate(net, norm, arrays, split.val, t, cfg)
+            history.append({"epoch": epoch, "train_loss": total / n, **val})
+            _log(writer, epoch, total / n, val)
+            improved = val["loss"] < best_loss - cfg.min_delta
+            if improved:
+                best_loss, best_epoch, bad = val["loss"], epoch, 0
+            else:
+                bad += 1
+            stopped = bad >= cfg.patience
+            state = {
+                "epoch": epoch, "model": net.state_dict(), "norm": norm.state_dict(),
+                "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                "shuffle_rng": shuffle.get_state(), "best_loss": best_loss, "best_epoch": best_epoch,
+                "bad_epochs": bad, "stopped": stopped, "history": history,
+                "config": config.model_dump(mode="json"), "config_hash": config_hash(config),
+                "model_config": model_config, "candidates": decision_records(dataset.candidates),
+                "dataset": provenance,
+            }  # fmt: skip
+            if improved:
+                save_checkpoint(out / BEST, state)
+            save_checkpoint(out / LAST, state)
+            if progress:
+                mark = "  *" if improved else ""
+                print(
+                    f"epoch {epoch:3d}  train {total / n:.4f}  val {val['loss']:.4f}  "
+                    f"γ MAE {val['gamma_mae']:.3f}  mode acc {val['mode_accuracy']:.3f}  "
+                    f"regret {val['regret']:.4f}{mark}",
+                    file=sys.stderr,
+                )
+        writer.close()
+    finally:
+        torch.set_num_threads(threads)
+    best = next((h for h in history if h["epoch"] == best_epoch), None)
+    summary = {
+        "out": str(out), "best_checkpoint": str(out / BEST), "last_checkpoint": str(out / LAST),
+        "epochs": epoch, "best_epoch": best_epoch, "stopped_early": stopped,
+        "seconds_this_call": time.perf_counter() - start, "dataset": provenance,
+        "model": model_config, "window_choices": t.windows, "modes": [MODE_NAMES[m] for m in t.enabled],
+        "best_val": best,
+    }  # fmt: skip
+    (out / METRICS).write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
