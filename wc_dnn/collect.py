@@ -64,7 +64,7 @@ from wc_dnn.dataset import (
 )
 from wc_dnn.provenance import code_version
 
-__all__ = ["CollectTask", "Plan", "collect", "make_plan", "run_task"]
+__all__ = ["CollectTask", "Plan", "collect", "done_tasks", "make_plan", "run_task", "sidecar"]
 
 _VARIANT_KEY = 0xDA7A  # spawn keys that keep the variant draws and the behaviours apart from the rest
 _BEHAVIOUR_KEY = 0xBE4A
@@ -324,7 +324,9 @@ def collect(
     """Collect (or finish collecting) ``config``'s dataset into ``out``; returns a summary.
 
     ``jobs``: worker processes (default: one per CPU; 1 runs here). A folder holding another
-    config's dataset is refused; one holding this config's is resumed.
+    config's dataset is refused; one holding this config's is resumed: complete shards are kept,
+    missing or unreadable ones (and temporary files of a killed run) are redone. One collector per
+    folder at a time.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -342,6 +344,8 @@ def collect(
         raise UserError(f"--out {out}: not empty and not a dataset folder; give a new or empty directory")
     else:
         write_json(out / SIDECAR, described)
+    for stale in out.glob(".*.npz.*.tmp"):  # a shard being written when a run was killed
+        stale.unlink()
     done = done_tasks(out, plan)
     todo = [t for t in plan.tasks if t.id not in done]
     collect_spec = config.collect

@@ -1,0 +1,109 @@
+"""Training: the split holds out whole variants, validation loss falls, a checkpoint resumes to the same
+state, and an exported checkpoint loads and decides as the in-process controller."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dsd_gym.cli import main
+from dsd_gym.runtime import load_controller
+from wc_dnn.checkpoint import load_checkpoint
+from wc_dnn.dataset import load_dataset
+from wc_dnn.export import controller_from_checkpoint
+from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig
+from wc_dnn.train import BEST, LAST, evaluate, split_by_variant, targets, train
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dataset: Path, tiny_config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    train(tiny_config(), tiny_dataset, out)
+    return out
+
+
+def test_split_holds_out_whole_variants(tiny_dataset: Path) -> None:
+    dataset = load_dataset(tiny_dataset)
+    usable = np.isfinite(dataset.arrays["values"]).any(axis=1)
+    split = split_by_variant(dataset, 0.25, 0, usable)
+    train_groups = set(dataset.group[split.train].tolist())
+    val_groups = set(dataset.group[split.val].tolist())
+    assert train_groups.isdisjoint(val_groups)
+    assert len(split.val_groups) == 2  # one of the two variants of each scenario
+    assert {g.split("/")[0] for g in split.val_groups} == {"lan-edge", "metro-5g"}
+    assert split_by_variant(dataset, 0.25, 0, usable).val_groups == split.val_groups
+
+
+def test_training_reduces_validation_loss(trained: Path, tiny_dataset: Path, tiny_config) -> None:
+    config = tiny_config()
+    checkpoint = load_checkpoint(trained / LAST)
+    dataset = load_dataset(tiny_dataset)
+    usable = np.isfinite(dataset.arrays["values"]).any(axis=1)
+    split = split_by_variant(dataset, config.train.val_fraction, config.train.seed, usable)
+    torch.manual_seed(config.train.seed)
+    untrained = WindowNet(WindowNetConfig(**checkpoint["model_config"]))
+    norm = FeatureNorm().fit(dataset.arrays["features"][split.train])
+    before = evaluate(untrained, norm, dataset.arrays, split.val, targets(dataset.candidates), config.train)
+    history = checkpoint["history"]
+    assert len(history) == config.train.epochs
+    best = min(h["loss"] for h in history)
+    assert best < 0.8 * before["loss"]
+    assert checkpoint["model_config"]["mode_head"]  # the dataset offers three modes
+    assert (trained / "tensorboard").is_dir() and any((trained / "tensorboard").iterdir())
+    assert (trained / BEST).exists()
+
+
+def test_resume_continues_to_the_same_state(tiny_dataset: Path, tiny_config, tmp_path: Path) -> None:
+    config = tiny_config(**{"train.epochs": 4})
+    train(config, tiny_dataset, tmp_path / "straight")
+    train(config, tiny_dataset, tmp_path / "resumed", stop_after=2)
+    assert load_checkpoint(tmp_path / "resumed" / LAST)["epoch"] == 2
+    train(config, tiny_dataset, tmp_path / "resumed", resume=True)
+    a = load_checkpoint(tmp_path / "straight" / LAST)
+    b = load_checkpoint(tmp_path / "resumed" / LAST)
+    assert a["epoch"] == b["epoch"] == 4
+    for key in ("model", "norm"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), name
+    for i, state in a["optimizer"]["state"].items():
+        for name, tensor in state.items():
+            assert torch.equal(tensor, b["optimizer"]["state"][i][name])
+    assert torch.equal(a["shuffle_rng"], b["shuffle_rng"])
+    assert a["history"] == b["history"]
+
+
+def test_exported_checkpoint_loads_and_decides_as_in_process(
+    trained: Path, tiny_dataset: Path, capsys
+) -> None:
+    out = trained / "controller.pt"
+    assert main(["export", "--checkpoint", str(trained / BEST), "--out", str(out)]) == 0
+    assert "exported" in capsys.readouterr().out
+    loaded = load_controller(out)
+    assert loaded.modes == ["distributed", "fused", "autoregressive"]
+    assert loaded.metadata["provenance"]["inputs"]["epoch"] >= 1
+    controller = controller_from_checkpoint(load_checkpoint(trained / BEST), "test")
+    features = torch.from_numpy(load_dataset(tiny_dataset).arrays["features"][:300])
+    state_a, state_b = loaded.module.initial_state(1), controller.initial_state(1)
+    decisions = []
+    for row in features:
+        gamma_a, mode_a, state_a = loaded.module.decide(row.unsqueeze(0), state_a)
+        gamma_b, mode_b, state_b = controller.decide(row.unsqueeze(0), state_b)
+        assert (int(gamma_a), int(mode_a)) == (int(gamma_b), int(mode_b))
+        decisions.append((int(gamma_a), int(mode_a)))
+    assert len(set(decisions)) > 1  # the trained controller moves
+    argv = [
+        "simulate",
+        "--scenario",
+        "lan-edge",
+        "--set",
+        "duration_s=5",
+        "--set",
+        "warmup_s=0",
+        "--policy",
+        f"torchscript:{out}",
+    ]
+    assert main(argv) == 0
+    assert "throughput" in capsys.readouterr().out
