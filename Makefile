@@ -5,7 +5,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEMO_SCENARIO ?= metro-5g
 
 .PHONY: demo test test-fast bench evaluate lint clean
 
@@ -16,11 +15,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# The product's main job: collect a small WC-DNN dataset (oracle labels), train, export one TorchScript
+# file, and evaluate it against the baselines and the oracle on every shipped scenario (fleet mode).
+WC_DNN ?= small
+DEMO_RUN := runs/wc_dnn/$(WC_DNN)
+DEMO_EVAL := --seeds 2 --set duration_s=40 --set warmup_s=5
 demo: $(STAMP)
-	$(BIN)/dsd-gym simulate --scenario $(DEMO_SCENARIO) \
-		--policy fixed:1 --policy fixed:2 --policy fixed:3 --policy fixed:4 \
-		--policy fixed:5 --policy fixed:6 --policy fixed:7 --policy fixed:8 \
-		--policy fused:4 --policy autoregressive
+	$(BIN)/dsd-gym collect --config configs/wc_dnn/$(WC_DNN).yaml --out $(DEMO_RUN)/data
+	rm -rf $(DEMO_RUN)/train
+	$(BIN)/dsd-gym train wc-dnn --config configs/wc_dnn/$(WC_DNN).yaml --data $(DEMO_RUN)/data \
+		--out $(DEMO_RUN)/train
+	$(BIN)/dsd-gym export --checkpoint $(DEMO_RUN)/train/best.pt --out $(DEMO_RUN)/controller.pt
+	$(BIN)/dsd-gym evaluate --scenario all --policy torchscript:$(DEMO_RUN)/controller.pt \
+		--policy fixed:4 --policy best-fixed --policy analytic --policy oracle $(DEMO_EVAL) \
+		--json $(DEMO_RUN)/evaluate.json --csv $(DEMO_RUN)/evaluate.csv
+	@echo "dataset     $(DEMO_RUN)/data"
+	@echo "checkpoint  $(DEMO_RUN)/train/best.pt (TensorBoard: $(DEMO_RUN)/train/tensorboard)"
+	@echo "controller  $(DEMO_RUN)/controller.pt (--policy torchscript:$(DEMO_RUN)/controller.pt)"
+	@echo "evaluation  $(DEMO_RUN)/evaluate.json, $(DEMO_RUN)/evaluate.csv"
 
 test: $(STAMP)
 	$(BIN)/pytest -n 2
@@ -48,7 +60,7 @@ evaluate: $(STAMP)
 		--json results/rtt.json --csv results/rtt.csv --plots results/rtt
 
 lint: $(STAMP)
-	$(BIN)/ruff check dsd_gym tests benchmarks
+	$(BIN)/ruff check dsd_gym wc_dnn tests benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
