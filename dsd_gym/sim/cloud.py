@@ -229,6 +229,10 @@ class Target:
         """Jobs queued or running: what join-shortest-queue compares."""
         return len(self.queue) + len(self.batch)
 
+    def on_arrival(self, event: simpy.Event) -> None:
+        """The callback of an event whose value is a job reaching the target: submit it."""
+        self.submit(event.value)
+
     def submit(self, job: Job) -> None:
         """A job arrives now. A down target, or one that lost the job's KV cache, drops it."""
         if not self.up or job.epoch != self.epoch:

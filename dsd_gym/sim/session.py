@@ -35,10 +35,6 @@ DISTRIBUTED, FUSED = Mode.DISTRIBUTED, Mode.FUSED
 VERIFY, PREFILL = JobKind.VERIFY, JobKind.PREFILL
 
 
-def _deliver(target: Any, job: Job, _event: simpy.Event) -> None:
-    target.submit(job)
-
-
 def _trigger(env: simpy.Environment, event: simpy.Event, delay: float, value: Any) -> None:
     """Succeed ``event`` ``delay`` seconds from now: what ``Timeout`` does, for an existing event."""
     event._ok = True
@@ -231,21 +227,19 @@ class Session:
         self._pending_job = job
         self._round = (DISTRIBUTED, gamma, accepted, position, context, start, draft_end)
         nbytes = self._header + gamma * self._draft_bytes
-        if device.exclusive:  # nobody else sends on this uplink: book the send now
-            self._send(job, nbytes, req.target, draft_end, start)
+        if device.exclusive:  # nobody else sends on this uplink: book the send now (as _send_now would)
+            job.sent_s = draft_end
+            arrive = self.link.send_up(draft_end, nbytes)
+            env.timeout(arrive - start, job).callbacks.append(req.target.on_arrival)
         else:
             env.timeout(draft_end - start).callbacks.append(partial(self._send_now, job, nbytes, req.target))
 
     def _send_now(self, job: Job, nbytes: int, target: Any, _event: simpy.Event) -> None:
+        """The draft tokens leave the edge now; the job reaches the target on arrival."""
         now = self.env.now
-        self._send(job, nbytes, target, now, now)
-
-    def _send(self, job: Job, nbytes: int, target: Any, sent: float, now: float) -> None:
-        """The draft tokens leave the edge at ``sent`` (``now`` or later); the job reaches the target
-        on arrival."""
-        job.sent_s = sent
-        arrive = self.link.send_up(sent, nbytes)
-        self.env.timeout(arrive - now).callbacks.append(partial(_deliver, target, job))
+        job.sent_s = now
+        arrive = self.link.send_up(now, nbytes)
+        self.env.timeout(arrive - now, job).callbacks.append(target.on_arrival)
 
     def _cloud(self, decision: Decision) -> None:
         """Fused or autoregressive: the round runs at the cloud; tokens stream to the edge."""
