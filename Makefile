@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_SCENARIO ?= metro-5g
 
-.PHONY: demo test test-fast bench lint clean
+.PHONY: demo test test-fast bench evaluate lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,21 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	mkdir -p benchmarks/results
 	$(BIN)/python benchmarks/run.py --out benchmarks/results/bench.json
+
+# Every controller on every shipped scenario, fleet and ego mode, and throughput against RTT:
+# tables on stdout, JSON/CSV/PNG under results/. SEEDS=5 by default; ~15 min on 2 cores.
+SEEDS ?= 5
+CONTROLLERS := --policy fixed:4 --policy heuristic --policy backoff --policy specpp --policy analytic \
+	--policy best-fixed --policy oracle
+evaluate: $(STAMP)
+	mkdir -p results
+	for mode in fleet ego; do \
+		$(BIN)/dsd-gym evaluate --scenario all $(CONTROLLERS) --seeds $(SEEDS) --mode $$mode \
+			--json results/$$mode.json --csv results/$$mode.csv --plots results/$$mode || exit 1; \
+	done
+	$(BIN)/dsd-gym evaluate --scenario metro-5g $(CONTROLLERS) --seeds $(SEEDS) --mode ego \
+		--sweep devices.0.link.delay.one_way_ms=2,5,10,20,40,80 \
+		--json results/rtt.json --csv results/rtt.csv --plots results/rtt
 
 lint: $(STAMP)
 	$(BIN)/ruff check dsd_gym tests benchmarks

@@ -3,6 +3,8 @@
     dsd-gym scenarios
     dsd-gym simulate --scenario NAME|PATH [--policy SPEC ...] [--seed N] [--set KEY=VALUE ...] [--json]
     dsd-gym bench [--json] [--quick]
+    dsd-gym evaluate --scenario S [...] --policy P [...] [--seeds N] [--mode ego|fleet]
+                     [--sweep KEY=V1,V2,...] [--json PATH] [--csv PATH] [--plots DIR] [--jobs N]
 
 A user error prints one line (``error: ...``) and exits with status 2, without a traceback.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -39,6 +42,12 @@ def _seed(text: str) -> int:
     return int(text)
 
 
+def _positive(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"value {text!r} is invalid; allowed: an integer >= 1")
+    return int(text)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="dsd-gym", description="Distributed speculative decoding workbench.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -50,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--policy",
         action="append",
-        help="fixed:G, fused:G or autoregressive (repeat to compare; default: the scenario's)",
+        help="a policy spec (repeat to compare; default: the scenario's control.policy)",
     )
     sim.add_argument("--seed", type=_seed, help="seed of every random stream (default: the scenario's)")
     sim.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
@@ -59,6 +68,48 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="simulator speed and memory benchmark")
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.add_argument("--quick", action="store_true", help="shorter runs (for smoke tests)")
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="policies x scenarios x seeds on common random numbers: mean, 95%% CI, ratios",
+        description="Every (scenario variant, policy, seed) is one simulation; policies share the seeds "
+        "0..N-1 (plus --seed-base), hence the same random numbers. Throughput is the mean over seeds "
+        "with a 95% Student-t interval; ratios are ratios of mean throughputs on the same seeds.",
+    )
+    ev.add_argument(
+        "--scenario",
+        action="append",
+        required=True,
+        help="a shipped name, a YAML path, or all (every shipped one) (repeat)",
+    )
+    ev.add_argument(
+        "--policy",
+        action="append",
+        required=True,
+        help="a policy spec, or best-fixed (the best fixed decision in hindsight) (repeat)",
+    )
+    ev.add_argument("--seeds", type=_positive, default=5, metavar="N", help="seeds per policy (default: 5)")
+    ev.add_argument("--seed-base", type=_seed, default=0, metavar="B", help="first seed (default: 0)")
+    ev.add_argument(
+        "--mode",
+        choices=["ego", "fleet"],
+        default="fleet",
+        help="fleet: every foreground session runs the policy; ego: only the first, the others run the "
+        "scenario's control.policy, and the figures are the ego's own (default: fleet)",
+    )
+    ev.add_argument("--sweep", metavar="KEY=V1,V2,...", help="one scenario variant per value of a key")
+    ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    ev.add_argument("--json", metavar="PATH", help="write the rows as JSON")
+    ev.add_argument("--csv", metavar="PATH", help="write the rows as CSV")
+    ev.add_argument("--plots", metavar="DIR", help="write throughput, TPOT and γ-over-time PNGs")
+    ev.add_argument(
+        "--jobs", type=_positive, metavar="N", help="worker processes (default: one per CPU; 1: in-process)"
+    )
+    ev.add_argument(
+        "--no-oracle",
+        action="store_true",
+        help="do not simulate the oracle as a reference (× oracle is then '-')",
+    )
     return parser
 
 
@@ -164,10 +215,60 @@ def _bench(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
 
 
+def _output_path(flag: str, path: str | None, directory: bool = False) -> None:
+    """Checked before anything runs: an evaluation is not thrown away for a mistyped path."""
+    if path is None:
+        return
+    target = os.path.abspath(path)
+    if directory:
+        if os.path.exists(target) and not os.path.isdir(target):
+            raise UserError(f"{flag} {path}: exists and is not a directory")
+        return
+    if os.path.isdir(target):
+        raise UserError(f"{flag} {path}: is a directory; give a file path")
+    if not os.path.isdir(os.path.dirname(target)):
+        raise UserError(f"{flag} {path}: no such directory {os.path.dirname(target)!r}")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from dsd_gym.evaluation import make_plan, run_plan
+    from dsd_gym.evaluation.report import table, to_csv, to_json, write_text
+
+    _output_path("--json", args.json)
+    _output_path("--csv", args.csv)
+    _output_path("--plots", args.plots, directory=True)
+    plan = make_plan(
+        args.scenario, args.policy, args.seeds, args.seed_base, args.mode, args.sweep, args.set,
+        oracle=not args.no_oracle, trace=args.plots is not None,
+    )  # fmt: skip
+    evaluation = run_plan(plan, args.jobs, progress=True)
+    print(table(evaluation))
+    if args.json:
+        write_text(args.json, to_json(evaluation))
+    if args.csv:
+        write_text(args.csv, to_csv(evaluation))
+    if args.plots:
+        from dsd_gym.evaluation.plots import write_plots
+
+        write_plots(evaluation, args.plots)
+    if evaluation.failures:
+        print(
+            f"error: {len(evaluation.failures)} of {len(plan.tasks)} simulations failed; "
+            "the rows use the seeds that ran:",
+            file=sys.stderr,
+        )
+        for f in evaluation.failures:
+            where = f"{f['scenario']} {f['variant']}" if f["variant"] else f["scenario"]
+            print(f"  {where}, {f['policy']}, seed {f['seed']}: {f['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
-        {"simulate": _simulate, "scenarios": _scenarios, "bench": _bench}[args.command](args)
+        commands = {"simulate": _simulate, "scenarios": _scenarios, "bench": _bench, "evaluate": _evaluate}
+        status = commands[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return UserError.exit_code
@@ -176,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

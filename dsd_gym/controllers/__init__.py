@@ -17,9 +17,10 @@ from dsd_gym.controllers import (
     fixed,  # noqa: F401  (registers fixed, fused, autoregressive)
     heuristics,  # noqa: F401  (registers heuristic, backoff, specpp)
     oracles,  # noqa: F401  (registers oracle, oracle-rollout)
-    reserved,  # noqa: F401  (reserves torchscript, sb3)
+    reserved,  # noqa: F401  (reserves sb3)
+    torchscript,  # noqa: F401  (registers torchscript)
 )
-from dsd_gym.controllers.fixed import FixedController
+from dsd_gym.controllers.fixed import FixedController, fixed_policies
 from dsd_gym.controllers.registry import REGISTRY, parse_policy, usages
 
-__all__ = ["REGISTRY", "FixedController", "parse_policy", "usages"]
+__all__ = ["REGISTRY", "FixedController", "fixed_policies", "parse_policy", "usages"]

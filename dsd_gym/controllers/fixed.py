@@ -25,6 +25,15 @@ class FixedController:
         return self.decision
 
 
+def fixed_policies(scenario: Scenario) -> list[str]:
+    """Every fixed decision the scenario allows, as policy specs: ``fixed:G`` and ``fused:G`` over its
+    window choices, and ``autoregressive`` — what ``best-fixed`` sweeps."""
+    modes, windows = scenario.control.modes, scenario.control.window_choices
+    specs = [f"fixed:{g}" for g in windows] if "distributed" in modes else []
+    specs += [f"fused:{g}" for g in windows] if "fused" in modes else []
+    return specs + (["autoregressive"] if "autoregressive" in modes else [])
+
+
 def check_mode(spec: str, mode: Mode, scenario: Scenario) -> None:
     if mode.name.lower() not in scenario.control.modes:
         allowed = scenario.control.modes

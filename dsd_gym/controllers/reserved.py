@@ -1,7 +1,7 @@
-"""Reserved policy specs: ``torchscript:PATH`` and ``sb3:PATH`` (exported learned controllers).
+"""Reserved policy spec: ``sb3:PATH`` (a Stable-Baselines3 policy file).
 
-They are registered now so every listing names them and a spec using them fails with one line that
-says why; the WC-DNN work brings their builders.
+Registered now so every listing names it and a spec using it fails with one line that says why; the
+RL work brings its builder.
 """
 
 from __future__ import annotations
@@ -20,13 +20,10 @@ def _reserved(name: str):
     def build(arg: str, scenario: Scenario) -> ControllerFactory:
         spec = f"{name}:{arg}" if arg else name
         raise UserError(
-            f"policy {spec!r}: exported controllers arrive with the WC-DNN issue; not available yet"
+            f"policy {spec!r}: Stable-Baselines3 policies arrive with the RL issue; not available yet"
         )
 
     return build
 
 
-register("torchscript", "torchscript:PATH", "reserved: a TorchScript-exported controller (not yet)")(
-    _reserved("torchscript")
-)
 register("sb3", "sb3:PATH", "reserved: a Stable-Baselines3 policy file (not yet)")(_reserved("sb3"))

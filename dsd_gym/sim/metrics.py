@@ -18,6 +18,7 @@ Everything is counted after the warm-up ``warmup_s`` and up to the end of the ru
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -159,6 +160,37 @@ class Metrics:
         if extra:
             out.update(extra)
         return out
+
+
+class Tee:
+    """Session events go to the system's metrics and, for the sessions ``select`` picks, to ``chosen``.
+
+    Stands where the sessions report (``Simulation.metrics``) once :meth:`Simulation.meter` is called;
+    the targets keep reporting iterations and failures to the system's metrics directly.
+    """
+
+    def __init__(self, system: Metrics, chosen: Metrics, select: Callable[[Any], bool]) -> None:
+        self.system = system
+        self.chosen = chosen
+        self.select = select
+
+    def on_tokens(self, session: Any, t: float, n: int) -> None:
+        self.system.on_tokens(session, t, n)
+        if self.select(session):
+            self.chosen.on_tokens(session, t, n)
+
+    def on_round(self, r: RoundRecord, session: Any) -> None:
+        self.system.on_round(r, session)
+        if self.select(session):
+            self.chosen.on_round(r, session)
+
+    def on_request_done(self, req: Request, session: Any) -> None:
+        self.system.on_request_done(req, session)
+        if self.select(session):
+            self.chosen.on_request_done(req, session)
+
+    def summary(self, n_targets: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.system.summary(n_targets, extra)
 
 
 def _percentiles(values_s: list[float]) -> dict[str, float | None]:

@@ -21,7 +21,7 @@ from dsd_gym.sim.cloud import BackgroundStream, Router, Target
 from dsd_gym.sim.controller import Controller
 from dsd_gym.sim.distributions import sample, sample_tokens
 from dsd_gym.sim.latency import cloud_draft_cost, edge_draft_cost, target_cost
-from dsd_gym.sim.metrics import Metrics
+from dsd_gym.sim.metrics import Metrics, Tee
 from dsd_gym.sim.network import Link, delay_process
 from dsd_gym.sim.records import Request, RoundRecord
 from dsd_gym.sim.session import Session
@@ -74,9 +74,7 @@ class Simulation:
         self.acceptance_profiles = acceptance_profiles or {}
         self.env = simpy.Environment()
         self.streams = Streams(self.seed)
-        self.metrics = Metrics(
-            scenario.warmup_s, scenario.duration_s, scenario.slo.ttft_ms / 1e3, scenario.slo.tpot_ms / 1e3
-        )
+        self.metrics = self._new_metrics()
         self.path_margin = max(scenario.control.window_choices) + 1
         self.sessions: list[Session] = []  # the closed-loop sessions (open-loop ones come and go)
         self.arrived = 0
@@ -87,6 +85,10 @@ class Simulation:
         self._start_workload()
 
     # -- construction --------------------------------------------------------------------------
+
+    def _new_metrics(self) -> Metrics:
+        s = self.scenario
+        return Metrics(s.warmup_s, s.duration_s, s.slo.ttft_ms / 1e3, s.slo.tpot_ms / 1e3)
 
     def _build_cloud(self) -> None:
         cloud, streams = self.scenario.cloud, self.streams
@@ -230,6 +232,18 @@ class Simulation:
             session = self._new_session(device, keep=False)
             req = self._request(session, (i,), env.now, row.prompt_tokens, row.output_tokens, process)
             env.process(session.serve(req))
+
+    def meter(self, select: Callable[[Session], bool]) -> Metrics:
+        """The metrics of the sessions ``select`` picks, by the same definitions and window.
+
+        Call before :meth:`run`; the system's own figures are unchanged. The returned
+        :class:`Metrics` counts what the system's counts, restricted to those sessions: tokens at
+        their edge-visible time in the window, their rounds, their completed requests (TTFT, TPOT,
+        goodput). Its cloud-side figures (utilisation, batch size) stay zero: they are the system's.
+        """
+        chosen = self._new_metrics()
+        self.metrics = Tee(self.metrics, chosen, select)  # type: ignore[assignment]
+        return chosen
 
     # -- running -------------------------------------------------------------------------------
 

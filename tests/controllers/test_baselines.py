@@ -259,9 +259,9 @@ BAD_SPECS = [
     ("heuristic:3", "heuristic takes no argument; allowed: "),
     ("backoff:0.2,0.7", "backoff takes no argument; allowed: "),
     ("analytic:fast", "analytic takes no argument; allowed: "),
-    ("torchscript:a.pt", "exported controllers arrive with the WC-DNN issue; not available yet"),
-    ("sb3:model.zip", "exported controllers arrive with the WC-DNN issue; not available yet"),
-    ("torchscript", "exported controllers arrive with the WC-DNN issue; not available yet"),
+    ("torchscript:a.pt", "controller file a.pt: no such file"),
+    ("sb3:model.zip", "Stable-Baselines3 policies arrive with the RL issue; not available yet"),
+    ("torchscript", "give the exported file, torchscript:PATH"),
 ]
 
 
@@ -277,9 +277,9 @@ def test_bad_specs_fail_with_one_line_naming_the_spec(spec: str, allowed: str) -
 
 def test_the_reserved_message_is_exactly_as_announced() -> None:
     with pytest.raises(UserError) as info:
-        parse_policy("torchscript:x", load_scenario("ideal"))
+        parse_policy("sb3:x", load_scenario("ideal"))
     assert str(info.value) == (
-        "policy 'torchscript:x': exported controllers arrive with the WC-DNN issue; not available yet"
+        "policy 'sb3:x': Stable-Baselines3 policies arrive with the RL issue; not available yet"
     )
 
 

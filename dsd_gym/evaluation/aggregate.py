@@ -1,0 +1,127 @@
+"""From per-seed results to one row per (scenario variant, requested policy).
+
+- ``throughput_tok_s``: mean over seeds and the half-width of its 95 % Student-t interval
+  (``dsd_gym.evaluation.stats``); ``tpot_ms_p50``/``p99``, ``ttft_ms_p50``, ``goodput_rps``,
+  ``acceptance_rate``, ``mean_gamma``: means over seeds of the per-seed figures (a seed without a
+  completed request has no TPOT and is left out of that mean).
+- ``ratio_to_fixed4``, ``ratio_to_oracle``: the ratio of mean throughputs, policy over reference, on
+  the seeds both have (all of them unless a simulation failed). A ratio of means, not a mean of
+  ratios: it is what the table's own columns give, and it is exactly 1 for the reference itself.
+  None when the reference was not simulated (the variant does not allow ``fixed:4``; the ``oracle``
+  policy is not registered, or was left out).
+- ``best-fixed``: the fixed decision (``fixed:G``, ``fused:G`` or ``autoregressive``, whichever the
+  variant allows) with the highest mean throughput on the seeds where every one of them ran, ties to
+  the first in that order; its row is that policy's row on those seeds, and ``best_fixed`` names it.
+  In hindsight and on the same seeds, so it is at least every fixed decision by construction — an
+  optimistic baseline, which is the point of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from dsd_gym.controllers import fixed_policies
+from dsd_gym.evaluation.execute import Result
+from dsd_gym.evaluation.plan import BEST_FIXED, ORACLE, REFERENCE, Plan, Variant
+from dsd_gym.evaluation.stats import mean_ci, mean_or_none
+
+MEANS = ("tpot_ms_p50", "tpot_ms_p99", "ttft_ms_p50", "goodput_rps", "acceptance_rate", "mean_gamma")
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """What ``dsd-gym evaluate`` reports: rows, failed simulations, and γ over time (when recorded)."""
+
+    plan: Plan
+    rows: list[dict[str, Any]]
+    failures: list[dict[str, Any]]
+    traces: dict[str, list[tuple[float, int, int]]]  # row label -> (time, γ, mode), first variant and seed
+
+
+def label(row: dict[str, Any]) -> str:
+    """A row's policy as shown: ``best-fixed`` names the window that won."""
+    return f"{row['policy']} ({row['best_fixed']})" if row["best_fixed"] else row["policy"]
+
+
+def _mean(runs: dict[int, Result], seeds: Sequence[int], key: str = "throughput_tok_s") -> float:
+    return math.fsum(runs[s][key] for s in seeds) / len(seeds)
+
+
+def _ratio(by_spec: dict[str, dict[int, Result]], spec: str | None, seeds: Sequence[int], reference: str):
+    if spec is None or reference not in by_spec:
+        return None
+    common = [s for s in seeds if s in by_spec[reference]]
+    if not common:
+        return None
+    base = _mean(by_spec[reference], common)
+    return _mean(by_spec[spec], common) / base if base > 0 else None
+
+
+def _best_fixed(variant: Variant, by_spec: dict[str, dict[int, Result]]) -> tuple[str | None, list[int]]:
+    fixed = fixed_policies(variant.scenario)
+    common = sorted(set.intersection(*(set(by_spec[f]) for f in fixed)))
+    if not common:
+        return None, []
+    return max(fixed, key=lambda f: _mean(by_spec[f], common)), common
+
+
+def _row(plan: Plan, variant: Variant, policy: str, by_spec: dict[str, dict[int, Result]]) -> dict[str, Any]:
+    winner = None
+    if policy == BEST_FIXED:
+        winner, seeds = _best_fixed(variant, by_spec)
+        spec = winner
+    else:
+        spec, seeds = policy, sorted(by_spec[policy])
+    runs = [by_spec[spec][s] for s in seeds] if spec else []
+    mean, ci95 = mean_ci([r["throughput_tok_s"] for r in runs])
+    row: dict[str, Any] = {
+        "scenario": variant.name,
+        "variant": variant.label,
+        "sweep_value": variant.sweep_value,
+        "policy": policy,
+        "best_fixed": winner,
+        "mode": plan.mode,
+        "seeds": list(seeds),
+        "throughput_tok_s": {"mean": mean, "ci95": ci95},
+    }
+    row.update({key: mean_or_none([r[key] for r in runs]) for key in MEANS})
+    row["tpot_ms_p50_ci95"] = mean_ci([r["tpot_ms_p50"] for r in runs if r["tpot_ms_p50"] is not None])[1]
+    row["ratio_to_fixed4"] = _ratio(by_spec, spec, seeds, REFERENCE)
+    row["ratio_to_oracle"] = _ratio(by_spec, spec, seeds, ORACLE)
+    return row
+
+
+def aggregate(plan: Plan, results: dict[int, Result], failures: dict[int, str]) -> Evaluation:
+    """Rows in the plan's order: variants, then the requested policies."""
+    by_variant: list[dict[str, dict[int, Result]]] = [
+        {spec: {} for spec in specs} for specs in plan.simulated
+    ]
+    for i, result in results.items():
+        task = plan.tasks[i]
+        by_variant[task.variant][task.policy][task.seed] = result
+    rows = [
+        _row(plan, variant, policy, by_variant[v])
+        for v, variant in enumerate(plan.variants)
+        for policy in plan.policies
+    ]
+    traces = {}
+    first = by_variant[0]
+    for row in rows[: len(plan.policies)]:
+        spec = row["best_fixed"] or row["policy"]
+        run = first.get(spec, {}).get(plan.seeds[0])
+        if run is not None and run["gamma_trace"] is not None:
+            traces[label(row)] = run["gamma_trace"]
+    failed = [
+        {
+            "scenario": plan.variants[plan.tasks[i].variant].name,
+            "variant": plan.variants[plan.tasks[i].variant].label,
+            "policy": plan.tasks[i].policy,
+            "seed": plan.tasks[i].seed,
+            "error": message,
+        }
+        for i, message in sorted(failures.items())
+    ]
+    return Evaluation(plan, rows, failed, traces)
