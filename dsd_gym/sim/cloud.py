@@ -116,11 +116,7 @@ class BackgroundStream:
         """Append a block of arrivals (an infinite arrival time when the rate is zero)."""
         head = self.head
         if head >= self.BLOCK:  # forget what has been served
-            del self.times[:head], self.prefill[:head], self.sizes[:head]
-            # ``head`` can lie past the end (a known issue: ``Target._catch_up`` may restore a head
-            # saved before a deletion); the running sums then keep their last entry, as the lists
-            # keep nothing.
-            del self._cum[: min(head, len(self._cum) - 1)]
+            del self.times[:head], self.prefill[:head], self.sizes[:head], self._cum[:head]
             self._prefills = [i - head for i in self._prefills if i >= head]
             self.head = 0
         if self.rate == 0:
@@ -148,10 +144,14 @@ class BackgroundStream:
             self._extend()
         return self.times[self.head]
 
-    def take_verifies(self, now: float, before_s: float, most: int) -> tuple[int, int]:
+    def take_verifies(
+        self, now: float, before_s: float, most: int, unless_prefill: bool = False
+    ) -> tuple[int, int]:
         """Serve up to ``most`` due verify arrivals in a row (those before ``before_s``).
 
-        Returns (jobs taken, their summed context tokens); stops at a prefill arrival.
+        Returns (jobs taken, their summed context tokens); stops at a prefill arrival. With
+        ``unless_prefill``, takes nothing when it would stop at a due prefill short of ``most``
+        (that prefill belongs in the same batch).
         """
         times = self.times
         while times[-1] <= now:
@@ -163,6 +163,8 @@ class BackgroundStream:
         i = bisect_left(prefills, head)
         if i < len(prefills) and prefills[i] < end:
             end = prefills[i]
+            if unless_prefill and end < head + most and times[end] <= now:
+                return 0, 0
         self.head = end
         cum = self._cum
         return end - head, cum[end] - cum[head]
@@ -365,12 +367,10 @@ class Target:
                     break  # idle until after t
                 if arrival > clock:
                     clock = arrival
-                head = background.head
-                if not background.prefill[head]:
-                    k, context = background.take_verifies(clock, _INF, most)
-                    if k < most and background.next_s() <= clock:  # stopped at a due prefill that would fit
-                        background.head = head
-                    else:
+                if not background.prefill[background.head]:
+                    # k = 0 when a due prefill would join this batch: ``_form`` builds that one.
+                    k, context = background.take_verifies(clock, _INF, most, unless_prefill=True)
+                    if k:
                         n_tokens = k * take
                         attention = take * (context + k * (take + 1) / 2)
                         duration = cost.iteration_s(k, n_tokens, context, attention)

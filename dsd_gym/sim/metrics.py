@@ -179,10 +179,10 @@ class Tee:
         if self.select(session):
             self.chosen.on_tokens(session, t, n)
 
-    def on_round(self, r: RoundRecord, session: Any) -> None:
-        self.system.on_round(r, session)
+    def on_round(self, r: RoundRecord, session: Any, token_s: float) -> None:
+        self.system.on_round(r, session, token_s)
         if self.select(session):
-            self.chosen.on_round(r, session)
+            self.chosen.on_round(r, session, token_s)
 
     def on_request_done(self, req: Request, session: Any) -> None:
         self.system.on_request_done(req, session)
