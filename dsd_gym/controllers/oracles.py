@@ -17,14 +17,22 @@ in distributed mode, each fused window, autoregressive) by
 
     E[committed | d] − ρ·(E[round time | d] + X_d)
 
-Dinkelbach's form of a long-run rate (tokens per second of a renewal-reward process). ρ is the
-Dinkelbach fixed point at this decision point — the best ratio E[committed] / (E[round time] + X)
-over the decisions — so the rule picks that best ratio; for stationary conditions it is the
-session's long-run rate, and it follows an acceptance regime the round the path switches, which a
-smoothed past rate would not. X_d prices, at the same rate, the time the round's job costs the
-other sessions' jobs on a shared target (see :meth:`RoundModel.evaluate`): without it, oracles
-that all run in a fleet pick windows whose verify tokens and cloud-draft passes slow everyone else
-down (a busy target loses ~10 % of its throughput that way).
+Dinkelbach's form of a long-run rate (tokens per second of a renewal-reward process): a round
+is worth its expected tokens less what its time could have earned at the rate ρ the session
+achieves. ρ is the oracle's own long-run rate so far, Σ E[committed] / Σ (E[round time] + X) over
+the decisions it took (before the first, the best ratio at that decision). A round that is good
+for its own ratio but long — a big window when α is about to drop, a fused window that holds a
+whole batch — is charged for the rounds it displaces; maximising each round's own ratio instead
+(ρ re-solved at every decision) measured 1–2 % below the best fixed decision on ``hetero-fleet``
+and ``regime-shift`` in ego mode, the long-run ρ at or above it.
+
+X_d prices, at the same rate, the time the round's job costs its *teammates'* jobs on a shared
+target (:meth:`RoundModel.evaluate`): the sessions that run an oracle too (:func:`teammate`). The
+oracle maximises the throughput of the sessions that run it — the whole fleet in fleet mode, its
+own session in ego mode (X = 0: the others are a fixed policy's tenants, and their time is not
+what it is judged on). Without X, oracles that all run in a fleet pick windows whose verify tokens
+and cloud-draft passes slow everyone else down (a busy target loses ~10 % of its throughput that
+way); with X in ego mode the oracle yielded time to tenants it is not measured on.
 
 >>> from dsd_gym.config import load_scenario
 >>> from dsd_gym.runner import simulate
@@ -145,10 +153,10 @@ def _order(work: _Work) -> tuple[float, int]:
     return work.arrival, work.seq
 
 
-def _cloud_work(arrival: float, seq: int, kind: int, gamma: int, context: int) -> _Work:
+def _cloud_work(arrival: float, seq: int, kind: int, gamma: int, context: int, owned: bool) -> _Work:
     """A session's fused or autoregressive job; its session resubmits when it is done."""
     tokens = gamma + 1 if kind == JobKind.FUSED else 1
-    return _Work(arrival, seq, tokens, context, kind, gamma, True, (kind, gamma, context + tokens))
+    return _Work(arrival, seq, tokens, context, kind, gamma, owned, (kind, gamma, context + tokens))
 
 
 def _after(t: float) -> float:
@@ -158,7 +166,7 @@ def _after(t: float) -> float:
 
 class _Iteration:
     """A projected iteration: span, batch statistics (B, N, C, NC), fused (γ, context) pairs and
-    how many of its jobs belong to sessions."""
+    how many of its jobs are teammates' (``owned``)."""
 
     __slots__ = ("start", "end", "B", "N", "C", "NC", "fused", "draft_s", "owned")
 
@@ -222,10 +230,10 @@ class TargetProjection:
         self._seq = 1 << 62  # the projection's own jobs order after the target's at equal times
         self.queue: list[_Work] = []
         for t, seq, job in target.queue:
+            owned = job.owner is not None and teammate(job.owner)
             if job.owner is not None and job.kind in _CLOUD_KINDS:
-                self.queue.append(_cloud_work(t, seq, job.kind, job.gamma, job.context))
+                self.queue.append(_cloud_work(t, seq, job.kind, job.gamma, job.context, owned))
             else:
-                owned = job.owner is not None
                 self.queue.append(_Work(t, seq, job.tokens, job.context, job.kind, job.gamma, owned))
         self.queue.sort(key=_order)
         self.future = sorted(future, key=_order)
@@ -241,7 +249,10 @@ class TargetProjection:
             for job, take in target.batch:
                 if job.owner is not None and job.kind in _CLOUD_KINDS and job.tokens == take:
                     context = job.context + take
-                    self._push(_cloud_work(_after(end), self._next_seq(), job.kind, job.gamma, context))
+                    owned = teammate(job.owner)
+                    self._push(
+                        _cloud_work(_after(end), self._next_seq(), job.kind, job.gamma, context, owned)
+                    )
         else:
             self.clock = now
 
@@ -366,7 +377,7 @@ class TargetProjection:
                 insort(queue, work, key=_order)
             elif work.resubmit is not None:
                 kind, gamma, context = work.resubmit
-                self._push(_cloud_work(_after(end_s), self._next_seq(), kind, gamma, context))
+                self._push(_cloud_work(_after(end_s), self._next_seq(), kind, gamma, context, work.owned))
         return _Iteration(clock, end_s, B, N, C, NC, tuple(fused), draft_s, owned)
 
     def join(self, arrival: float, tokens: int, context: int, fused_gamma: int = 0) -> Slot:
@@ -466,6 +477,13 @@ def _fused_options(
     return out
 
 
+def teammate(session: Session) -> bool:
+    """Whether ``session``'s jobs count in X: it runs an oracle too. The oracle maximises the
+    throughput of the sessions that run it — the fleet's in fleet mode, its own in ego mode — so the
+    time a round costs their jobs is priced, and other tenants' (and stochastic background) is not."""
+    return isinstance(session.controller, MyopicOracle)
+
+
 def _in_flight(session: Session, target: Target, now: float) -> list[_Work]:
     """Jobs other sessions are about to bring to ``target``: verify jobs on their way up (arrival
     booked on the link, or estimated while the draft still runs), and the next job of a cloud-mode
@@ -485,14 +503,17 @@ def _in_flight(session: Session, target: Target, now: float) -> list[_Work]:
             else:
                 nbytes = payload.header_bytes + job.gamma * payload.draft_token_bytes
                 arrival = _send_estimate(other.link.up, draft_end, nbytes)
+            owned = teammate(other)
             out.append(
-                _Work(max(arrival, now), seq, job.tokens, job.context, JobKind.VERIFY, job.gamma, True)
+                _Work(max(arrival, now), seq, job.tokens, job.context, JobKind.VERIFY, job.gamma, owned)
             )
         elif job.kind in _CLOUD_KINDS and job.started_s >= 0 and job.done_s == now:
             last = other.last_decision
             if last is not None and last.mode != Mode.DISTRIBUTED:
                 kind = JobKind.FUSED if last.mode == Mode.FUSED else JobKind.DECODE
-                out.append(_cloud_work(now, seq, kind, last.gamma, job.context + job.gamma + 1))
+                out.append(
+                    _cloud_work(now, seq, kind, last.gamma, job.context + job.gamma + 1, teammate(other))
+                )
     return out
 
 
@@ -584,25 +605,32 @@ class RoundModel:
         extra = others * slot.verify_share_s + (others + 1) * slot.draft_share_s - slot.draft_own_s
         return end - self.now, max(0.0, extra)
 
-    def best(self, decisions: list[Decision], committed: np.ndarray) -> int:
-        """Index of the decision with the best committed / (round time + X); ties to the first.
+    def best(
+        self, decisions: list[Decision], committed: np.ndarray, rate: float | None = None
+    ) -> tuple[int, float]:
+        """(index, E[round time] + X) of the decision with the best E[committed] − ρ·(round time + X).
 
-        Decisions are tried in order of an optimistic ratio (``lower_bound``); once that cannot beat
-        the best found, the rest are skipped: the answer is exact, most projections are saved.
+        ρ = ``rate``; without one, ρ is the Dinkelbach fixed point at this decision — the best
+        committed / (round time + X) — which picks that best ratio. Ties go to the first decision.
+        Decisions are tried in order of an optimistic score (``lower_bound``, X = 0); once that
+        cannot beat the best found, the rest are skipped: the answer is exact, most projections are
+        saved.
         """
         arrivals = [self.arrival(d) for d in decisions]
-        optimistic = [
-            committed[j] / max(self.lower_bound(d, arrivals[j]), _TINY_S) for j, d in enumerate(decisions)
-        ]
-        best_j, best_rate = 0, -_INF
+        bounds = [max(self.lower_bound(d, arrivals[j]), _TINY_S) for j, d in enumerate(decisions)]
+        if rate is None:
+            optimistic = [committed[j] / bounds[j] for j in range(len(decisions))]
+        else:
+            optimistic = [committed[j] - rate * bounds[j] for j in range(len(decisions))]
+        best_j, best_score, best_cost = 0, -_INF, 0.0
         for j in sorted(range(len(decisions)), key=lambda j: -optimistic[j]):
-            if optimistic[j] < best_rate:
+            if optimistic[j] < best_score:
                 break
-            round_s, extra_s = self.evaluate(decisions[j], float(committed[j]), arrivals[j])
-            rate = committed[j] / max(round_s + extra_s, _TINY_S)
-            if rate > best_rate or (rate == best_rate and j < best_j):
-                best_j, best_rate = j, rate
-        return best_j
+            cost = max(sum(self.evaluate(decisions[j], float(committed[j]), arrivals[j])), _TINY_S)
+            score = committed[j] / cost if rate is None else committed[j] - rate * cost
+            if score > best_score or (score == best_score and j < best_j):
+                best_j, best_score, best_cost = j, score, cost
+        return best_j, best_cost
 
 
 # -- the controllers ----------------------------------------------------------------------------
@@ -618,10 +646,11 @@ class MyopicOracle:
     Maximises E[committed | d] − ρ·(E[round time | d] + X_d) over every allowed decision d, with
     E[committed | γ] = Σ_{k=0}^{min(γ, R−1)} Π_{i<k} α[p+i] (p tokens committed, R left; one token
     for autoregressive), the round time projected from now, X_d the time the round costs the other
-    sessions' jobs on the target, and ρ the Dinkelbach fixed point at this decision — the best
-    E[committed] / (E[round time] + X) — so the decision is the one with that best ratio. With one
-    session and no network or queueing this is Leviathan's argmax. Ties go to the first decision
-    (distributed before fused before autoregressive, smaller windows first).
+    sessions' jobs on the target (teammates' only, :func:`teammate`), and ρ the oracle's long-run
+    rate Σ E[committed] / Σ (E[round time] + X) over the decisions it took (the best ratio at the
+    first). With one session and no network or queueing, ρ converges to the best ratio and the
+    rule is Leviathan's argmax. Ties go to the first decision (distributed before fused before
+    autoregressive, smaller windows first).
     """
 
     observes = False  # reads the session's privileged state, not its telemetry
@@ -632,6 +661,19 @@ class MyopicOracle:
         self.gamma_max = int(self.gammas.max())
         # When every job would be dropped: draft the least, so the timeout starts soonest.
         self.fallback = min(decisions, key=lambda d: (d.mode != Mode.DISTRIBUTED, d.gamma))
+        # ρ's record: the expected tokens and cost (round time + X) of every decision taken so far.
+        self.expected_tokens = 0.0
+        self.expected_cost_s = 0.0
+
+    @property
+    def rate(self) -> float | None:
+        """ρ, the long-run rate: Σ E[committed] / Σ (E[round time] + X) over the decisions taken so
+        far; None before the first."""
+        return self.expected_tokens / self.expected_cost_s if self.expected_cost_s > 0 else None
+
+    def _take(self, committed: float, cost_s: float) -> None:
+        self.expected_tokens += committed
+        self.expected_cost_s += cost_s
 
     def committed(self, session: Session) -> np.ndarray:
         """E[committed] of each decision's round."""
@@ -645,7 +687,30 @@ class MyopicOracle:
         model = RoundModel(session)
         if model.lost():
             return self.fallback
-        return self.decisions[model.best(self.decisions, self.committed(session))]
+        committed = self.committed(session)
+        j, cost_s = model.best(self.decisions, committed, self.rate)
+        self._take(float(committed[j]), cost_s)
+        return self.decisions[j]
+
+    def label(self, session: Session) -> tuple[int, np.ndarray]:
+        """What the oracle decides here and why, for datasets: (index into ``self.decisions``, the
+        objective E[committed] − ρ·(E[round time] + X) of every decision, −inf where a job would be
+        dropped). Computes every candidate (no pruning) and updates ρ's record as :meth:`decide`
+        does; the index is the one :meth:`decide` would return."""
+        model = RoundModel(session)
+        values = np.full(len(self.decisions), -_INF)
+        if model.lost():
+            return self.decisions.index(self.fallback), values
+        committed = self.committed(session)
+        j, cost_s = model.best(self.decisions, committed, self.rate)
+        pairs = zip(self.decisions, committed, strict=True)
+        costs = [max(sum(model.evaluate(d, float(c))), _TINY_S) for d, c in pairs]
+        rate = self.rate
+        if rate is None:  # the fixed point: the best ratio
+            rate = max(float(c) / t for c, t in zip(committed, costs, strict=True))
+        values[:] = [float(c) - rate * t for c, t in zip(committed, costs, strict=True)]
+        self._take(float(committed[j]), cost_s)
+        return j, values
 
 
 class RolloutOracle(MyopicOracle):

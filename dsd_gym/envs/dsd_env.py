@@ -241,11 +241,11 @@ class _DSDBase(gym.Env):
         sim = Simulation(
             scenario, controllers, seed=sim_seed,
             telemetry=lambda sc: TelemetryTracker(sc.telemetry.smoothing, history),
-            round_hook=self._on_round,
         )  # fmt: skip
         self._sim = sim
         self._driven = [s for s in sim.sessions if s.controller is self._external]
-        self._driven_ids = {s.sid for s in self._driven}
+        for session in self._driven:  # only their rounds make a step's outcome
+            session.round_hook = self._on_round
         self._tokens = 0
         self._stop = sim.env.event()
         self._expired = False
@@ -253,8 +253,7 @@ class _DSDBase(gym.Env):
         self.deciding: Session | None = None
 
     def _on_round(self, record: RoundRecord, session: Session) -> None:
-        if record.session in self._driven_ids:
-            self._step_rounds.append(record)
+        self._step_rounds.append(record)
 
     def _decision_point(self, session: Session) -> simpy.Event:
         answer = self._sim.env.event()
@@ -271,7 +270,11 @@ class _DSDBase(gym.Env):
     def _advance(self) -> tuple[np.ndarray, bool]:
         """Run to the next decision point of a driven session (or the horizon)."""
         if not self._pending and not self._expired:
-            self._sim.env.run(until=self._stop)
+            # Step until the stop event has been processed: what ``env.run(until=self._stop)`` does,
+            # without the StopSimulation exception (and the empty event it reschedules) of every step.
+            stop, step = self._stop, self._sim.env.step
+            while stop.callbacks is not None:
+                step()
             self._stop = self._sim.env.event()
         truncated = self._expired
         self.deciding = None if truncated else self._pending[0][0]

@@ -12,10 +12,10 @@ batch is formed: it costs no simulation event while the target is busy.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from bisect import bisect_left, bisect_right
 from enum import IntEnum
+from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +34,12 @@ class JobKind(IntEnum):
     PREFILL = 3  # a prompt (or a context re-prefill after a failure)
     BACKGROUND_VERIFY = 4
     BACKGROUND_PREFILL = 5
+
+
+# Bound once: in Python 3.11 reading an attribute of an Enum class costs about ten global reads, and
+# the batcher compares job kinds for every job of every batch.
+_PREFILL, _BACKGROUND_PREFILL, _FUSED = JobKind.PREFILL, JobKind.BACKGROUND_PREFILL, JobKind.FUSED
+_INF = float("inf")
 
 
 class Job:
@@ -98,28 +104,38 @@ class BackgroundStream:
         self.times: list[float] = []
         self.prefill: list[bool] = []
         self.sizes: list[int] = []  # context tokens of a verify, prompt tokens of a prefill
+        # Running sums of ``sizes`` (sum of sizes[i:j] = _cum[j] - _cum[i]) and the indices of the
+        # prefill arrivals: ``take_verifies`` runs once per background batch and needs both.
+        self._cum: list[int] = [0]
+        self._prefills: list[int] = []
         self.head = 0
         self._clock = 0.0
         self._extend()
 
     def _extend(self) -> None:
         """Append a block of arrivals (an infinite arrival time when the rate is zero)."""
-        if self.head >= self.BLOCK:  # forget what has been served
-            del self.times[: self.head], self.prefill[: self.head], self.sizes[: self.head]
+        head = self.head
+        if head >= self.BLOCK:  # forget what has been served
+            del self.times[:head], self.prefill[:head], self.sizes[:head], self._cum[:head]
+            self._prefills = [i - head for i in self._prefills if i >= head]
             self.head = 0
         if self.rate == 0:
             self.times.append(float("inf"))
             self.prefill.append(False)
             self.sizes.append(0)
+            self._cum.append(self._cum[-1])
             return
         n, rng, spec = self.BLOCK, self.rng, self.spec
         times = self._clock + np.cumsum(rng.exponential(1.0 / self.rate, n))
         prefill = rng.random(n) < self.p_prefill
         context = np.maximum(1, np.rint(sample_many(spec.context_tokens, rng, n)))
         prompt = np.maximum(1, np.rint(sample_many(spec.prefill_tokens, rng, n)))
+        sizes = np.where(prefill, prompt, context).astype(np.int64)
+        self._prefills.extend((np.flatnonzero(prefill) + len(self.times)).tolist())
         self.times.extend(times.tolist())
         self.prefill.extend(prefill.tolist())
-        self.sizes.extend(np.where(prefill, prompt, context).astype(int).tolist())
+        self.sizes.extend(sizes.tolist())
+        self._cum.extend((self._cum[-1] + np.cumsum(sizes)).tolist())
         self._clock = self.times[-1]
 
     def next_s(self) -> float:
@@ -128,22 +144,30 @@ class BackgroundStream:
             self._extend()
         return self.times[self.head]
 
-    def take_verifies(self, now: float, before_s: float, most: int) -> tuple[int, int]:
+    def take_verifies(
+        self, now: float, before_s: float, most: int, unless_prefill: bool = False
+    ) -> tuple[int, int]:
         """Serve up to ``most`` due verify arrivals in a row (those before ``before_s``).
 
-        Returns (jobs taken, their summed context tokens); stops at a prefill arrival.
+        Returns (jobs taken, their summed context tokens); stops at a prefill arrival. With
+        ``unless_prefill``, takes nothing when it would stop at a due prefill short of ``most``
+        (that prefill belongs in the same batch).
         """
-        times, head = self.times, self.head
+        times = self.times
         while times[-1] <= now:
             self._extend()
-            times, head = self.times, self.head
+            times = self.times
+        head = self.head
         end = min(bisect_right(times, now, head), bisect_left(times, before_s, head), head + most)
-        try:
-            end = self.prefill.index(True, head, end)
-        except ValueError:
-            pass
+        prefills = self._prefills
+        i = bisect_left(prefills, head)
+        if i < len(prefills) and prefills[i] < end:
+            end = prefills[i]
+            if unless_prefill and end < head + most and times[end] <= now:
+                return 0, 0
         self.head = end
-        return end - head, sum(self.sizes[head:end])
+        cum = self._cum
+        return end - head, cum[end] - cum[head]
 
     def skip_until(self, now: float) -> None:
         """Refuse every arrival up to ``now`` (the target was down)."""
@@ -207,6 +231,10 @@ class Target:
         """Jobs queued or running: what join-shortest-queue compares."""
         return len(self.queue) + len(self.batch)
 
+    def on_arrival(self, event: simpy.Event) -> None:
+        """The callback of an event whose value is a job reaching the target: submit it."""
+        self.submit(event.value)
+
     def submit(self, job: Job) -> None:
         """A job arrives now. A down target, or one that lost the job's KV cache, drops it."""
         if not self.up or job.epoch != self.epoch:
@@ -217,7 +245,7 @@ class Target:
             self._catch_up(now)
         job.arrived_s = now
         job.queue_depth = len(self.queue)
-        heapq.heappush(self.queue, (now, next(self._seq), job))
+        heappush(self.queue, (now, next(self._seq), job))
         self._owned += 1
         if self._lazy:
             self._lazy = False
@@ -242,20 +270,23 @@ class Target:
         Returns (queued jobs with the tokens each processes, batch size, new tokens, duration).
         """
         queue, background = self.queue, self.background
-        inf = float("inf")
+        inf = _INF
         budget, slots = self.max_batch_tokens, self.max_batch_size
         batch: list[tuple[Job, int]] = []
         background_verifies = n_tokens = context_sum = 0
         attention = 0.0
         fused = False
+        arrival = None  # the next background arrival, asked again only once background work is taken
         while slots > 0 and budget > 0:
             queued_s = queue[0][0] if queue else inf
             if background is not None:
-                arrival = background.next_s()
+                if arrival is None:
+                    arrival = background.next_s()
                 if arrival <= now and arrival < queued_s:
+                    arrival = None
                     if background.prefill[background.head]:
                         job = background.prefill_job()
-                        heapq.heappush(queue, (job.arrived_s, next(self._seq), job))
+                        heappush(queue, (job.arrived_s, next(self._seq), job))
                         continue
                     take = background.verify_tokens
                     k, context = background.take_verifies(now, queued_s, min(slots, budget // take))
@@ -271,13 +302,14 @@ class Target:
             if not queue:
                 break
             job = queue[0][2]
-            if job.kind == JobKind.PREFILL or job.kind == JobKind.BACKGROUND_PREFILL:
+            kind = job.kind
+            if kind == _PREFILL or kind == _BACKGROUND_PREFILL:
                 take = min(job.tokens, budget, self.chunk)
             elif job.tokens <= budget:
                 take = job.tokens
             else:
                 break
-            heapq.heappop(queue)
+            heappop(queue)
             if job.owner is not None:
                 self._owned -= 1
             if job.started_s < 0:
@@ -288,7 +320,7 @@ class Target:
             n_tokens += take
             context_sum += job.context
             attention += take * (job.context + (take + 1) / 2)
-            fused = fused or job.kind == JobKind.FUSED
+            fused = fused or kind == _FUSED
         size = len(batch) + background_verifies
         if size == 0:
             return batch, 0, 0, 0.0
@@ -317,45 +349,41 @@ class Target:
         self.env.timeout(duration).callbacks.append(lambda _e: self._finish(epoch, size))
 
     def _catch_up(self, t: float) -> None:
-        """Play the background-only iterations that start by ``t``; nobody observes their jobs."""
-        background = self.background
+        """Play the background-only iterations that start by ``t``; nobody observes their jobs.
+
+        The common lazy iteration, a batch of background verifies alone, is played here in one bulk
+        step (inline: it runs several times per round of a session). It gives up, leaving the stream
+        as it was, when a due prefill would join the batch; ``_form`` handles that case. The batch is
+        the one ``_form`` would build.
+        """
+        background, cost, metrics = self.background, self.cost, self.metrics
         take = background.verify_tokens
         most = min(self.max_batch_size, self.max_batch_tokens // take)
-        while self._clock <= t:
+        clock = self._clock
+        while clock <= t:
             if not self.queue:
                 arrival = background.next_s()
                 if arrival > t:
-                    return  # idle until after t
-                if arrival > self._clock:
-                    self._clock = arrival
-                if self._verifies_only(take, most):
-                    continue
-            batch, size, _, duration = self._form(self._clock)
+                    break  # idle until after t
+                if arrival > clock:
+                    clock = arrival
+                if not background.prefill[background.head]:
+                    # k = 0 when a due prefill would join this batch: ``_form`` builds that one.
+                    k, context = background.take_verifies(clock, _INF, most, unless_prefill=True)
+                    if k:
+                        n_tokens = k * take
+                        attention = take * (context + k * (take + 1) / 2)
+                        duration = cost.iteration_s(k, n_tokens, context, attention)
+                        metrics.on_iteration(self, clock, duration, k, n_tokens, k)
+                        self._busy_until = clock = clock + duration
+                        continue
+            self._clock = clock
+            batch, size, _, duration = self._form(clock)
             if size == 0:
                 return
-            self._busy_until = self._clock + duration
-            self._clock = self._busy_until
-            self._complete(batch, size, self._clock)
-
-    def _verifies_only(self, take: int, most: int) -> bool:
-        """The common lazy iteration: a batch of background verifies alone, in one bulk step.
-
-        Gives up (leaving everything as it was) when a due prefill would join the batch; ``_form``
-        handles that case. The batch is the one ``_form`` would build.
-        """
-        background, clock = self.background, self._clock
-        if background.prefill[background.head]:
-            return False
-        head = background.head
-        k, context = background.take_verifies(clock, float("inf"), most)
-        if k < most and background.next_s() <= clock:  # stopped at a due prefill that would fit
-            background.head = head
-            return False
-        n_tokens = k * take
-        duration = self.cost.iteration_s(k, n_tokens, context, take * (context + k * (take + 1) / 2))
-        self.metrics.on_iteration(self, clock, duration, k, n_tokens, k)
-        self._busy_until = self._clock = clock + duration
-        return True
+            self._busy_until = clock = self._clock = clock + duration
+            self._complete(batch, size, clock)
+        self._clock = clock
 
     def _resume(self, epoch: int) -> None:
         """The background iteration a session's job waited for has ended."""
@@ -365,12 +393,16 @@ class Target:
 
     def _cloud_draft_s(self, batch: list[tuple[Job, int]]) -> float:
         """The fused jobs' draft passes: pass k batches every fused job with γ >= k."""
-        drafts = [job for job, _ in batch if job.kind == JobKind.FUSED]
+        drafts = [(job.gamma, job.context) for job, _ in batch if job.kind == _FUSED]
+        iteration_s = self.draft_cost.iteration_s
         total = 0.0
-        for k in range(max(job.gamma for job in drafts)):
-            live = [job for job in drafts if job.gamma > k]
-            context = sum(job.context + k for job in live)
-            total += self.draft_cost.iteration_s(len(live), len(live), context, context + len(live))
+        for k in range(max(gamma for gamma, _ in drafts)):
+            live = context = 0
+            for gamma, job_context in drafts:
+                if gamma > k:
+                    live += 1
+                    context += job_context + k
+            total += iteration_s(live, live, context, context + live)
         return total
 
     def _complete(self, batch: list[tuple[Job, int]], size: int, now: float) -> None:
@@ -378,7 +410,7 @@ class Target:
         for job, take in batch:
             job.tokens -= take
             if job.tokens > 0:
-                heapq.heappush(self.queue, (job.arrived_s, next(self._seq), job))
+                heappush(self.queue, (job.arrived_s, next(self._seq), job))
                 if job.owner is not None:
                     self._owned += 1
                 continue

@@ -50,7 +50,15 @@ class Roofline:
     costs are all in ``C`` and ``NC``.
     """
 
-    __slots__ = ("_fixed", "_per_token_s", "_per_attn_s", "_weights_s", "_per_kv_s", "_ar_token_s")
+    __slots__ = (
+        "_fixed",
+        "_per_token_s",
+        "_per_attn_s",
+        "_weights_s",
+        "_per_kv_s",
+        "_ar_token_s",
+        "_sequential",
+    )
 
     def __init__(self, hardware: HardwareProfile, model: ModelProfile, tensor_parallel: int = 1) -> None:
         tp = tensor_parallel
@@ -77,6 +85,9 @@ class Roofline:
         self._per_attn_s = 4.0 * model.layers * model.heads * model.head_dim / flop_s
         self._weights_s = params * model.bytes_per_weight / byte_s
         self._per_kv_s = kv_bytes_per_token / byte_s
+        # sequential_s by (steps, context): an edge drafts every round, and the contexts of a
+        # device group's requests repeat (bounded by the longest prompt + output).
+        self._sequential: dict[tuple[int, int], float] = {}
 
     def iteration_s(self, B: int, N: int, C: float, NC: float) -> float:
         compute = self._per_token_s * N + self._per_attn_s * NC
@@ -84,6 +95,14 @@ class Roofline:
         return self._fixed + self._ar_token_s * N + (compute if compute > memory else memory)
 
     def sequential_s(self, steps: int, context: int) -> float:
+        """Sum over k < steps of iteration_s(1, 1, context + k, context + k + 1) (memoised)."""
+        key = (steps, context)
+        total = self._sequential.get(key)
+        if total is None:
+            total = self._sequential[key] = self._sequential_sum(steps, context)
+        return total
+
+    def _sequential_sum(self, steps: int, context: int) -> float:
         """Exact sum over k of iteration_s(1, 1, context + k, context + k + 1), without a loop.
 
         Each regime is linear in k, so the sum splits at the roofline crossover into two

@@ -30,12 +30,14 @@ _NEVER = 1 << 40  # sojourn length of a state that is never left (cells)
 class DelayProcess:
     """The link's condition as a function of simulated time t (seconds).
 
-    ``max_loss`` bounds ``loss_probability`` over all t, so a lossless link can skip loss draws.
+    ``max_loss`` bounds ``loss_probability`` over all t, so a lossless link can skip loss draws;
+    ``constant_bandwidth`` says the bandwidths do not depend on t, so a link can read them once.
     """
 
     __slots__ = ("max_loss",)
 
     max_loss: float
+    constant_bandwidth = False
 
     def one_way_delay_s(self, t: float) -> float:
         raise NotImplementedError
@@ -56,7 +58,7 @@ def _block_rng(seed: int, block: int) -> np.random.Generator:
 
 
 class _CellProcess(DelayProcess):
-    """Piecewise constant on cells of ``step_s``: cell i covers [i·step, (i+1)·step).
+    """Piecewise constant on cells of ``step_s``: cell i covers [i·step, (i+1)·step); constant bandwidths.
 
     Blocks of cells are built on demand; memory stays bounded (a few blocks plus one carry per
     block) however long the simulation runs. A block depends only on its own stream and the carry
@@ -74,6 +76,8 @@ class _CellProcess(DelayProcess):
         "_delay",
         "_loss",
     )
+
+    constant_bandwidth = True
 
     def __init__(self, step_ms: float, up_mbps: float, down_mbps: float, seed: int, carry: object) -> None:
         self._step_s = step_ms * 1e-3
@@ -274,6 +278,7 @@ class LinkDirection:
         "_bandwidth_bps",
         "_process",
         "_rto_s",
+        "_constant_bps",
         "_rng",
         "_u",
         "_k",
@@ -292,6 +297,8 @@ class LinkDirection:
         self.retransmissions = 0
         self.bytes = 0
         self._bandwidth_bps = bandwidth_bps  # process.uplink_bps or process.downlink_bps
+        # Read once when the process allows it: a call per message is measurable in the round path.
+        self._constant_bps = bandwidth_bps(0.0) if process.constant_bandwidth else None
         self._process = process
         self._rto_s = rto_s
         self._rng = rng
@@ -310,7 +317,8 @@ class LinkDirection:
         process = self._process
         bits = 8.0 * nbytes
         start = now if now > self._busy_until else self._busy_until
-        end = start + bits / self._bandwidth_bps(start)
+        bps = self._constant_bps
+        end = start + bits / (bps if bps is not None else self._bandwidth_bps(start))
         attempts = 1
         if process.max_loss > 0.0:
             while True:

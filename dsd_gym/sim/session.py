@@ -29,9 +29,10 @@ if TYPE_CHECKING:
 
 LOST = object()  # the value a session wakes with when its job was lost (timed out)
 
-
-def _deliver(target: Any, job: Job, _event: simpy.Event) -> None:
-    target.submit(job)
+# Enum members bound once: in Python 3.11 reading an attribute of an Enum class costs about ten
+# global reads, and the round path compares modes and job kinds several times per round.
+DISTRIBUTED, FUSED = Mode.DISTRIBUTED, Mode.FUSED
+VERIFY, PREFILL = JobKind.VERIFY, JobKind.PREFILL
 
 
 def _trigger(env: simpy.Environment, event: simpy.Event, delay: float, value: Any) -> None:
@@ -42,7 +43,9 @@ def _trigger(env: simpy.Environment, event: simpy.Event, delay: float, value: An
 
 
 class Session:
-    """One user. ``telemetry`` is the edge-observable feature tracker (or None when unused)."""
+    """One user. ``telemetry`` is the edge-observable feature tracker (or None when unused);
+    ``round_hook(record, session)`` sees each of this session's rounds (the simulation's
+    ``round_hook`` unless replaced: the env hooks only the sessions it drives)."""
 
     def __init__(
         self,
@@ -61,6 +64,7 @@ class Session:
         self.link = device.link
         self.controller = controller
         self.telemetry = telemetry
+        self.round_hook = sim.round_hook
         self.acceptance = acceptance
         self.background = background
         self.request: Request | None = None
@@ -72,6 +76,7 @@ class Session:
         self.tokens = 0  # output tokens committed over the session's life
         self.completed = 0  # requests completed
         self.last_decision: Decision | None = None
+        self._checked: Decision | None = None  # the last decision found allowed (decisions are frozen)
         payload = sim.scenario.payload
         self._header = payload.header_bytes
         self._token_bytes = payload.token_bytes
@@ -89,10 +94,11 @@ class Session:
             return
         env = self.env
         now = env.now
-        if job.kind == JobKind.PREFILL:
-            _trigger(env, self._pending, self.link.send_down(now, job.response_bytes) - now, job)
-        elif job.kind == JobKind.VERIFY:
+        kind = job.kind
+        if kind == VERIFY:
             env.timeout(self.link.send_down(now, job.response_bytes) - now).callbacks.append(self._round_done)
+        elif kind == PREFILL:
+            _trigger(env, self._pending, self.link.send_down(now, job.response_bytes) - now, job)
         else:  # fused, autoregressive: the next round starts at the cloud; tokens stream down
             env.timeout(0.0).callbacks.append(self._round_done)
 
@@ -181,6 +187,15 @@ class Session:
         self._play(event.value)
 
     def _play(self, decision: Decision) -> None:
+        if decision is not self._checked:  # most controllers repeat one decision object: check it once
+            self._check(decision)
+        self.last_decision = decision
+        if decision.mode == DISTRIBUTED:
+            self._distributed(decision.gamma)
+        else:
+            self._cloud(decision)
+
+    def _check(self, decision: Decision) -> None:
         if decision.mode not in self._modes or (
             decision.mode != Mode.AUTOREGRESSIVE and decision.gamma not in self._choices
         ):
@@ -188,11 +203,7 @@ class Session:
                 f"controller decided {decision}; allowed modes {sorted(m.name for m in self._modes)} "
                 f"and windows {sorted(self._choices)}"
             )
-        self.last_decision = decision
-        if decision.mode == Mode.DISTRIBUTED:
-            self._distributed(decision.gamma)
-        else:
-            self._cloud(decision)
+        self._checked = decision
 
     def _distributed(self, gamma: int, _event: simpy.Event | None = None) -> None:
         """Draft γ tokens on the edge, send them up; the target verifies; the reply comes down."""
@@ -211,24 +222,24 @@ class Session:
         draft_end = (start if start > device.busy_until else device.busy_until) + draft_s
         device.busy_until = draft_end
         accepted = req.path.accepted_count(position, gamma)
-        job = Job(JobKind.VERIFY, gamma + 1, context, gamma, self, req.kv_epoch)
+        job = Job(VERIFY, gamma + 1, context, gamma, self, req.kv_epoch)
         job.response_bytes = self._reply_bytes + (accepted + 1) * self._token_bytes
         self._pending_job = job
-        self._round = (Mode.DISTRIBUTED, gamma, accepted, position, context, start, draft_end)
+        self._round = (DISTRIBUTED, gamma, accepted, position, context, start, draft_end)
         nbytes = self._header + gamma * self._draft_bytes
-        if device.exclusive:  # nobody else sends on this uplink: book the send now
-            self._send(job, nbytes, req.target, draft_end)
+        if device.exclusive:  # nobody else sends on this uplink: book the send now (as _send_now would)
+            job.sent_s = draft_end
+            arrive = self.link.send_up(draft_end, nbytes)
+            env.timeout(arrive - start, job).callbacks.append(req.target.on_arrival)
         else:
             env.timeout(draft_end - start).callbacks.append(partial(self._send_now, job, nbytes, req.target))
 
     def _send_now(self, job: Job, nbytes: int, target: Any, _event: simpy.Event) -> None:
-        self._send(job, nbytes, target, self.env.now)
-
-    def _send(self, job: Job, nbytes: int, target: Any, sent: float) -> None:
-        """The draft tokens leave the edge at ``sent``; the job reaches the target on arrival."""
-        job.sent_s = sent
-        arrive = self.link.send_up(sent, nbytes)
-        self.env.timeout(arrive - self.env.now).callbacks.append(partial(_deliver, target, job))
+        """The draft tokens leave the edge now; the job reaches the target on arrival."""
+        now = self.env.now
+        job.sent_s = now
+        arrive = self.link.send_up(now, nbytes)
+        self.env.timeout(arrive - now, job).callbacks.append(target.on_arrival)
 
     def _cloud(self, decision: Decision) -> None:
         """Fused or autoregressive: the round runs at the cloud; tokens stream to the edge."""
@@ -236,7 +247,7 @@ class Session:
         start = self.env.now
         position = req.committed
         context = req.prompt_tokens + position
-        if decision.mode == Mode.FUSED:
+        if decision.mode == FUSED:
             gamma = decision.gamma
             accepted = req.path.accepted_count(position, gamma)
             job = Job(JobKind.FUSED, gamma + 1, context, gamma, self, req.kv_epoch, start)
@@ -254,54 +265,29 @@ class Session:
         end = self.env.now
         committed = min(accepted + 1, req.output_tokens - position)
         req.committed += committed
-        if mode == Mode.DISTRIBUTED:
+        if mode == DISTRIBUTED:
             req.draft_pos = req.committed
             req.last_token_s = end
             # Split at job.arrived_s (the clock when the job reached the target), not at the computed
             # arrival: the clock gets there as now + (arrival - now), which can be an ulp short.
-            self._record(
-                req, mode, gamma, accepted, committed, position, start, end, draft_end - start,
-                job.arrived_s - job.sent_s, job.started_s - job.arrived_s, job.done_s - job.started_s,
-                end - job.done_s, job, context,
+            record = RoundRecord(
+                self.sid, req.rid, int(mode), gamma, accepted, committed, position, start, end,
+                draft_end - start, job.arrived_s - job.sent_s, job.started_s - job.arrived_s,
+                job.done_s - job.started_s, end - job.done_s, job.queue_depth, job.batch_size, context,
             )  # fmt: skip
         else:
             req.last_token_s = self.link.send_down(end, self._header + committed * self._token_bytes)
-            self._record(
-                req, mode, gamma, accepted, committed, position, start, end, 0.0, 0.0,
-                job.started_s - start, job.done_s - job.started_s, 0.0, job, context,
+            record = RoundRecord(
+                self.sid, req.rid, int(mode), gamma, accepted, committed, position, start, end, 0.0, 0.0,
+                job.started_s - start, job.done_s - job.started_s, 0.0, job.queue_depth, job.batch_size,
+                context,
             )  # fmt: skip
-        self._next_round()
-
-    def _record(
-        self, req: Request, mode: Mode, gamma: int, accepted: int, committed: int, position: int,
-        start: float, end: float, draft_s: float, uplink_s: float, queue_s: float, verify_s: float,
-        downlink_s: float, job: Job, context: int,
-    ) -> None:  # fmt: skip
-        record = RoundRecord(
-            self.sid,
-            req.rid,
-            int(mode),
-            gamma,
-            accepted,
-            committed,
-            position,
-            start,
-            end,
-            draft_s,
-            uplink_s,
-            queue_s,
-            verify_s,
-            downlink_s,
-            job.queue_depth,
-            job.batch_size,
-            context,
-        )
         req.rounds += 1
         self.tokens += committed
         self.rounds += 1
         if self.telemetry is not None:
             self.telemetry.update(record)
-        self.sim.metrics.on_round(record, self)
-        self.sim.metrics.on_tokens(self, req.last_token_s, committed)
-        if self.sim.round_hook is not None:
-            self.sim.round_hook(record, self)
+        self.sim.metrics.on_round(record, self, req.last_token_s)
+        if self.round_hook is not None:
+            self.round_hook(record, self)
+        self._next_round()

@@ -70,7 +70,7 @@ class Simulation:
         self.seed = scenario.seed if seed is None else int(seed)
         self.controllers = controllers
         self.telemetry = telemetry
-        self.round_hook = round_hook
+        self._round_hook = round_hook
         self.acceptance_profiles = acceptance_profiles or {}
         self.env = simpy.Environment()
         self.streams = Streams(self.seed)
@@ -85,6 +85,17 @@ class Simulation:
         self._start_workload()
 
     # -- construction --------------------------------------------------------------------------
+
+    @property
+    def round_hook(self) -> Callable[[RoundRecord, Session], None] | None:
+        return self._round_hook
+
+    @round_hook.setter
+    def round_hook(self, hook: Callable[[RoundRecord, Session], None] | None) -> None:
+        """Every session's hook: those already built take it, and so do those built later."""
+        self._round_hook = hook
+        for session in self.sessions:
+            session.round_hook = hook
 
     def _new_metrics(self) -> Metrics:
         s = self.scenario
