@@ -48,7 +48,7 @@ bench: $(STAMP)
 # tables on stdout, JSON/CSV/PNG under results/. SEEDS=5 by default; ~15 min on 2 cores.
 SEEDS ?= 5
 CONTROLLERS := --policy fixed:4 --policy heuristic --policy backoff --policy specpp --policy analytic \
-	--policy best-fixed --policy oracle
+	--policy best-fixed --policy oracle --policy oracle-rollout
 evaluate: $(STAMP)
 	mkdir -p results
 	for mode in fleet ego; do \
