@@ -45,7 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --out benchmarks/results/bench.json
 
 # Every controller on every shipped scenario, fleet and ego mode, and throughput against RTT:
-# tables on stdout, JSON/CSV/PNG under results/. SEEDS=5 by default; ~15 min on 2 cores.
+# tables on stdout, JSON/CSV/PNG under results/. SEEDS=5 by default; ~20 min on 2 cores.
 SEEDS ?= 5
 CONTROLLERS := --policy fixed:4 --policy heuristic --policy backoff --policy specpp --policy analytic \
 	--policy best-fixed --policy oracle --policy oracle-rollout
@@ -58,6 +58,10 @@ evaluate: $(STAMP)
 	$(BIN)/dsd-gym evaluate --scenario metro-5g $(CONTROLLERS) --seeds $(SEEDS) --mode ego \
 		--sweep devices.0.link.delay.one_way_ms=2,5,10,20,40,80 \
 		--json results/rtt.json --csv results/rtt.csv --plots results/rtt
+	# The same sweep with the edge drafting every round (no fused or autoregressive rounds): the window alone.
+	$(BIN)/dsd-gym evaluate --scenario metro-5g $(CONTROLLERS) --seeds $(SEEDS) --mode ego \
+		--set 'control.modes=[distributed]' --sweep devices.0.link.delay.one_way_ms=2,5,10,20,40,80 \
+		--json results/rtt-distributed.json --csv results/rtt-distributed.csv --plots results/rtt-distributed
 
 lint: $(STAMP)
 	$(BIN)/ruff check dsd_gym wc_dnn tests benchmarks
