@@ -7,11 +7,15 @@
                      [--sweep KEY=V1,V2,...] [--json PATH] [--csv PATH] [--plots DIR] [--jobs N]
     dsd-gym collect --config CONFIG [--out DIR] [--jobs N]
     dsd-gym train wc-dnn --config CONFIG [--data DIR] [--out DIR] [--resume]
+    dsd-gym train rl --algo ALGO [--env ID] [--config CONFIG] [--timesteps N] [--seed S] [--out DIR]
+                     [--resume]
+    dsd-gym curves RUN [RUN ...] --out curves.png
     dsd-gym export --checkpoint CKPT --out controller.pt
 
-``collect``, ``train`` and ``export`` run the WC-DNN pipeline of the ``wc_dnn`` package, imported
-inside their functions: the CLI is the top of the stack (DESIGN §2), and ``import dsd_gym.cli`` stays
-free of torch. A user error prints one line (``error: ...``) and exits with status 2, without a traceback.
+``collect``, ``train wc-dnn`` and ``export`` run the WC-DNN pipeline of the ``wc_dnn`` package, ``train
+rl`` and ``curves`` the RL agents of ``agents``, each imported inside its function: the CLI is the top
+of the stack (DESIGN §2), and ``import dsd_gym.cli`` stays free of torch. A user error prints one line
+(``error: ...``) and exits with status 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -135,6 +139,24 @@ def _parser() -> argparse.ArgumentParser:
     wc.add_argument("--data", help="dataset folder (default: runs/wc_dnn/<name>/data)")
     wc.add_argument("--out", help="run folder: checkpoints, TensorBoard (default: runs/wc_dnn/<name>/train)")
     wc.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+
+    rl = tr_sub.add_parser("rl", help="an RL agent (Stable-Baselines3) on a dsd-gym env")
+    rl.add_argument("--algo", required=True, help="ppo, a2c, dqn, recurrent-ppo or qrdqn")
+    rl.add_argument("--env", default="dsd_gym/DSD-v0", metavar="ID", help="env id (default: dsd_gym/DSD-v0)")
+    rl.add_argument("--config", help="hyperparameters (default: configs/agents/<algo>.yaml)")
+    rl.add_argument(
+        "--timesteps", type=_positive, metavar="N", help="total env steps (default: the config's)"
+    )
+    rl.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the envs and the agent")
+    rl.add_argument("--out", help="run folder (default: runs/agents/<algo>/<env>-seed<S>)")
+    rl.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its newest checkpoint"
+    )
+    rl.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    cu = sub.add_parser("curves", help="learning curves of RL runs as one PNG")
+    cu.add_argument("runs", nargs="+", metavar="RUN", help="run folders dsd-gym train rl wrote")
+    cu.add_argument("--out", required=True, help="the PNG to write")
 
     ex = sub.add_parser("export", help="a training checkpoint as one TorchScript controller file")
     ex.add_argument("--checkpoint", required=True, help="a checkpoint dsd-gym train wrote (best.pt)")
@@ -307,7 +329,36 @@ def _collect(args: argparse.Namespace) -> None:
     )
 
 
+def _train_rl(args: argparse.Namespace) -> None:
+    from agents.train import train
+
+    s = train(
+        args.algo, env_id=args.env, config=args.config, timesteps=args.timesteps, seed=args.seed,
+        out=args.out, resume=args.resume, progress=not args.no_progress,
+    )  # fmt: skip
+    rate = f", {s['env_steps_per_s']:.0f} env steps/s" if s["env_steps_per_s"] else ""
+    print(f"trained {s['algo']} on {s['env_id']}: {s['timesteps']} steps ({s['wall_s']:.1f} s{rate})")
+    print(
+        f"held-out throughput: last {_fmt(s['last_eval_throughput_tok_s'])} tok/s, "
+        f"best {_fmt(s['best_eval_throughput_tok_s'])} tok/s"
+    )
+    folder = s["folder"]
+    print(f"run {folder} (model.zip, best/, evaluations.json, curve.png, tensorboard/)")
+    print(
+        f"export: dsd-gym export --checkpoint {folder} --out controller.pt; or run it: --policy sb3:{folder}"
+    )
+
+
+def _curves(args: argparse.Namespace) -> None:
+    from agents.curves import plot_curves
+
+    _output_path("--out", args.out)
+    print(f"wrote {plot_curves(args.runs, args.out)}")
+
+
 def _train(args: argparse.Namespace) -> None:
+    if args.model == "rl":
+        return _train_rl(args)
     from wc_dnn.config import load_config
     from wc_dnn.train import train
 
@@ -344,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         commands = {
             "simulate": _simulate, "scenarios": _scenarios, "bench": _bench, "evaluate": _evaluate,
-            "collect": _collect, "train": _train, "export": _export,
+            "collect": _collect, "train": _train, "export": _export, "curves": _curves,
         }  # fmt: skip
         status = commands[args.command](args)
     except UserError as exc:

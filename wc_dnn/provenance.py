@@ -1,31 +1,5 @@
-"""Provenance of what wc_dnn makes (exported controllers, later datasets and checkpoints).
+"""Provenance of what wc_dnn makes: :func:`dsd_gym.provenance.code_version`."""
 
-``code_version()``: ``git describe --always --dirty --tags`` of the checkout this package runs from,
-or the installed package version when there is no git checkout (a wheel install).
-"""
-
-from __future__ import annotations
-
-import subprocess
-from importlib import metadata
-from pathlib import Path
+from dsd_gym.provenance import code_version
 
 __all__ = ["code_version"]
-
-_ROOT = Path(__file__).resolve().parents[1]
-
-
-def code_version() -> str:
-    try:
-        described = subprocess.run(
-            ["git", "-C", str(_ROOT), "describe", "--always", "--dirty", "--tags"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        described = ""
-    if described:
-        return f"git:{described}"
-    try:
-        return f"dsd-gym {metadata.version('dsd-gym')}"
-    except metadata.PackageNotFoundError:
-        return "unknown"
