@@ -303,7 +303,10 @@ class _DSDBase(gym.Env):
         # counts what reset's run committed (the first prefill's token), so the return is every token
         # the driven sessions committed within the horizon.
         after = sum(s.tokens for s in self._driven) if self.fleet else self._driven[0].tokens
-        outcome = StepOutcome(after - self._tokens, self._sim.env.now - before_s, self._step_rounds)
+        rate_tok_s = self._tokens / before_s if before_s > 0 else 0.0
+        outcome = StepOutcome(
+            after - self._tokens, self._sim.env.now - before_s, self._step_rounds, rate_tok_s
+        )
         self._tokens = after
         reward = self._reward(outcome, self._reward_params)
         return obs, reward, False, truncated, self._info(outcome)
@@ -390,8 +393,9 @@ past rounds (zeros before the first). Features:
 ## Rewards
 
 See ``dsd_gym.envs.rewards``: ``throughput`` (default; tokens committed in the step, so the return
-is throughput × horizon), ``time_penalty`` (tokens − ρ·Δt), ``slo_goodput`` (tokens of rounds
-within the TPOT SLO), ``cloud_cost`` (tokens − β·positions the cloud computes).
+is throughput × horizon), ``time_penalty`` (tokens − ρ·Δt), ``rate`` (tokens − ρ̂·Δt, ρ̂ the
+episode's own rate so far), ``slo_goodput`` (tokens of rounds within the TPOT SLO), ``cloud_cost``
+(tokens − β·positions the cloud computes).
 
 ## Starting State
 
@@ -408,7 +412,7 @@ Never terminates. Truncates when simulated time reaches ``horizon_s`` (the step 
 | kwarg | default | meaning |
 |---|---|---|
 | ``scenario`` | ``"metro-5g"`` | a shipped name, a YAML path, or a ``Scenario`` object |
-| ``reward`` | ``"throughput"`` | ``throughput``, ``time_penalty``, ``slo_goodput``, ``cloud_cost`` |
+| ``reward`` | ``"throughput"`` | ``throughput``, ``time_penalty``, ``rate``, ``slo_goodput``, ``cloud_cost``|
 | ``reward_kwargs`` | ``None`` | ``rate_tok_s`` (time_penalty), ``beta`` (cloud_cost) |
 | ``window_choices`` | scenario's | the windows an action may pick |
 | ``modes`` | scenario's | subset of ``distributed``, ``fused``, ``autoregressive`` |

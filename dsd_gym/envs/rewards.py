@@ -8,6 +8,11 @@ committed ``n_r`` and duration ``T_r``:
   committed in it, i.e. throughput × horizon — the metric every table reports.
 - ``time_penalty``: ``n − ρ·Δt`` with ``ρ = rate_tok_s`` (default 30 tok/s): a per-round form of the
   same objective (maximising tokens minus ρ × time is maximising the rate when ρ is the best rate).
+- ``rate``: ``n − ρ̂·Δt`` with ``ρ̂`` the agent's own rate so far in the episode (tokens committed by
+  its session(s) before the step / simulated seconds before it; 0 at the first step). The same
+  objective with Dinkelbach's parameter tracking the policy instead of a fixed guess: where the policy
+  beats its running rate the reward is positive, so each step's sign says whether the round was worth
+  its time, across scenarios whose rates differ by orders of magnitude (no ``rate_tok_s`` to tune).
 - ``slo_goodput``: ``Σ_r n_r · 1[T_r / n_r ≤ slo.tpot_ms]``: only tokens delivered within the TPOT SLO.
 - ``cloud_cost``: ``n − β·Σ_r v_r`` with ``β = beta`` (default 0.25) and ``v_r`` the positions the
   cloud computes for the round: ``γ_r + 1`` verified (plus ``γ_r`` draft passes in fused mode, 1 in
@@ -31,6 +36,7 @@ class StepOutcome:
     tokens: int
     elapsed_s: float
     rounds: list[RoundRecord] = field(default_factory=list)
+    rate_tok_s: float = 0.0  # the agent's tokens per simulated second in the episode before the step
 
 
 def _throughput(o: StepOutcome, p: dict[str, Any]) -> float:
@@ -39,6 +45,10 @@ def _throughput(o: StepOutcome, p: dict[str, Any]) -> float:
 
 def _time_penalty(o: StepOutcome, p: dict[str, Any]) -> float:
     return o.tokens - p["rate_tok_s"] * o.elapsed_s
+
+
+def _rate(o: StepOutcome, p: dict[str, Any]) -> float:
+    return o.tokens - o.rate_tok_s * o.elapsed_s
 
 
 def _slo_goodput(o: StepOutcome, p: dict[str, Any]) -> float:
@@ -59,6 +69,7 @@ def _cloud_cost(o: StepOutcome, p: dict[str, Any]) -> float:
 REWARDS: dict[str, Callable[[StepOutcome, dict[str, Any]], float]] = {
     "throughput": _throughput,
     "time_penalty": _time_penalty,
+    "rate": _rate,
     "slo_goodput": _slo_goodput,
     "cloud_cost": _cloud_cost,
 }

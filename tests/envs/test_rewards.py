@@ -61,6 +61,19 @@ def test_time_penalty_is_tokens_minus_rate_times_elapsed(reward_kwargs: dict | N
     assert signs == {True, False} or rate == 30.0
 
 
+def test_rate_charges_the_elapsed_time_at_the_episode_rate_so_far() -> None:
+    _, steps = _episode("rate")
+    tokens = 0.0
+    signs = set()
+    for (_, before), (reward, info) in zip(steps, steps[1:], strict=False):
+        elapsed = info["sim_time_s"] - before["sim_time_s"]
+        rate = tokens / before["sim_time_s"] if before["sim_time_s"] > 0 else 0.0
+        assert reward == pytest.approx(info["tokens"] - rate * elapsed, rel=1e-12, abs=1e-9)
+        tokens += info["tokens"]
+        signs.add(reward > 0)
+    assert signs == {True, False}, "rounds better and worse than the running rate should both occur"
+
+
 def test_slo_goodput_counts_only_tokens_of_rounds_within_the_tpot_slo() -> None:
     # A 10 ms TPOT SLO: a ~20-28 ms round meets it only when it commits 3 or more tokens.
     env, steps = _episode("slo_goodput", overrides=["slo.tpot_ms=10"])
