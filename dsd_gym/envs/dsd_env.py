@@ -314,23 +314,24 @@ class _DSDBase(gym.Env):
     def _info(self, outcome: StepOutcome | None = None) -> dict[str, Any]:
         session = self.deciding or self._driven[0]
         last = outcome.rounds[-1] if outcome is not None and outcome.rounds else None
-        info: dict[str, Any] = {
-            "sim_time_s": self._sim.env.now,
-            "session": session.sid,
-            "tokens": outcome.tokens if outcome is not None else 0,
-            "rounds": session.rounds,
-            "requests_completed": sum(s.completed for s in self._driven),
-        }
+        sim_time_s = self._sim.env.now
+        tokens = outcome.tokens if outcome is not None else 0
+        completed = sum(s.completed for s in self._driven)
         if last is None:
-            info.update(NO_ROUND)
-        else:
-            info.update(
-                mode=last.mode, gamma=last.gamma, accepted=last.accepted, committed=last.committed,
-                round_ms=1e3 * (last.end_s - last.start_s), draft_ms=1e3 * last.draft_s,
-                uplink_ms=1e3 * last.uplink_s, queue_ms=1e3 * last.queue_s, verify_ms=1e3 * last.verify_s,
-                downlink_ms=1e3 * last.downlink_s, queue_depth=last.queue_depth, batch_size=last.batch_size,
-            )  # fmt: skip
-        return info
+            return {
+                "sim_time_s": sim_time_s, "session": session.sid, "tokens": tokens, "rounds": session.rounds,
+                "requests_completed": completed, **NO_ROUND,
+            }  # fmt: skip
+        # One literal in INFO_KEYS order (built once per step: cheaper than updating a dict).
+        return {
+            "sim_time_s": sim_time_s, "session": session.sid, "tokens": tokens, "rounds": session.rounds,
+            "requests_completed": completed, "mode": last.mode, "gamma": last.gamma,
+            "accepted": last.accepted, "committed": last.committed,
+            "round_ms": 1e3 * (last.end_s - last.start_s), "draft_ms": 1e3 * last.draft_s,
+            "uplink_ms": 1e3 * last.uplink_s, "queue_ms": 1e3 * last.queue_s,
+            "verify_ms": 1e3 * last.verify_s, "downlink_ms": 1e3 * last.downlink_s,
+            "queue_depth": last.queue_depth, "batch_size": last.batch_size,
+        }  # fmt: skip
 
     def render(self) -> str | None:
         if self.render_mode != "ansi" or self._sim is None:

@@ -22,6 +22,7 @@ import numpy as np
 import simpy
 
 from dsd_gym.sim.distributions import sample_many
+from dsd_gym.sim.schedule import Call, call_later
 
 if TYPE_CHECKING:
     from dsd_gym.sim.metrics import Metrics
@@ -231,9 +232,9 @@ class Target:
         """Jobs queued or running: what join-shortest-queue compares."""
         return len(self.queue) + len(self.batch)
 
-    def on_arrival(self, event: simpy.Event) -> None:
-        """The callback of an event whose value is a job reaching the target: submit it."""
-        self.submit(event.value)
+    def on_arrival(self, call: Call) -> None:
+        """The callback of a :func:`call_later` whose value is a job reaching the target: submit it."""
+        self.submit(call.value)
 
     def submit(self, job: Job) -> None:
         """A job arrives now. A down target, or one that lost the job's KV cache, drops it."""
@@ -252,7 +253,7 @@ class Target:
             if self._clock > now:  # a background iteration is running: the job joins the next one
                 self.busy = True
                 epoch = self.epoch
-                self.env.timeout(self._clock - now).callbacks.append(lambda _e: self._resume(epoch))
+                call_later(self.env, self._clock - now, lambda _call: self._resume(epoch))
                 return
         if not self.busy:
             self._start()
@@ -346,7 +347,7 @@ class Target:
         self.busy = True
         self._busy_until = now + duration
         epoch = self.epoch
-        self.env.timeout(duration).callbacks.append(lambda _e: self._finish(epoch, size))
+        call_later(self.env, duration, lambda _call: self._finish(epoch, size))
 
     def _catch_up(self, t: float) -> None:
         """Play the background-only iterations that start by ``t``; nobody observes their jobs.

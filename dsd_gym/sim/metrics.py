@@ -27,7 +27,7 @@ from dsd_gym.sim.controller import Mode
 
 if TYPE_CHECKING:
     from dsd_gym.sim.cloud import Target
-    from dsd_gym.sim.records import Request, RoundRecord
+    from dsd_gym.sim.records import Request
 
 BREAKDOWN = ("draft", "uplink", "queue", "verify", "downlink")
 DISTRIBUTED = Mode.DISTRIBUTED  # bound once: an Enum attribute read is slow, and this is read every round
@@ -69,27 +69,32 @@ class Metrics:
             if not session.background:
                 self.foreground_tokens += n
 
-    def on_round(self, r: RoundRecord, session: Any, token_s: float) -> None:
-        """A round ended; its committed tokens count as ``on_tokens`` would at ``token_s``, when they
-        reached the edge (one call instead of two per round)."""
+    def on_round(
+        self, session: Any, token_s: float, mode: int, gamma: int, accepted: int, committed: int,
+        start_s: float, end_s: float, draft_s: float, uplink_s: float, queue_s: float, verify_s: float,
+        downlink_s: float,
+    ) -> None:  # fmt: skip
+        """A round ended (its figures named as in ``RoundRecord``, passed as values: a session builds
+        no record unless something else reads it). Its committed tokens count as ``on_tokens`` would
+        at ``token_s``, when they reached the edge (one call instead of two per round)."""
         if self.warmup_s <= token_s <= self.end_s:
-            self.tokens += r.committed
+            self.tokens += committed
             if not session.background:
-                self.foreground_tokens += r.committed
-        if r.end_s < self.warmup_s:
+                self.foreground_tokens += committed
+        if end_s < self.warmup_s:
             return
-        self.rounds[r.mode] += 1
-        self.round_tokens += r.committed
-        self.round_time_s += r.end_s - r.start_s
-        self.accepted += r.accepted
-        self.drafted += r.gamma
-        if r.mode == DISTRIBUTED:
+        self.rounds[mode] += 1
+        self.round_tokens += committed
+        self.round_time_s += end_s - start_s
+        self.accepted += accepted
+        self.drafted += gamma
+        if mode == DISTRIBUTED:
             b = self.breakdown_s
-            b[0] += r.draft_s
-            b[1] += r.uplink_s
-            b[2] += r.queue_s
-            b[3] += r.verify_s
-            b[4] += r.downlink_s
+            b[0] += draft_s
+            b[1] += uplink_s
+            b[2] += queue_s
+            b[3] += verify_s
+            b[4] += downlink_s
 
     def on_request_done(self, req: Request, session: Any) -> None:
         self.reprefills += req.reprefills
@@ -179,10 +184,10 @@ class Tee:
         if self.select(session):
             self.chosen.on_tokens(session, t, n)
 
-    def on_round(self, r: RoundRecord, session: Any, token_s: float) -> None:
-        self.system.on_round(r, session, token_s)
+    def on_round(self, session: Any, *figures: Any) -> None:
+        self.system.on_round(session, *figures)
         if self.select(session):
-            self.chosen.on_round(r, session, token_s)
+            self.chosen.on_round(session, *figures)
 
     def on_request_done(self, req: Request, session: Any) -> None:
         self.system.on_request_done(req, session)

@@ -277,6 +277,9 @@ class LinkDirection:
         "bytes",
         "_bandwidth_bps",
         "_process",
+        "_lossy",
+        "_loss_probability",
+        "_one_way_delay_s",
         "_rto_s",
         "_constant_bps",
         "_rng",
@@ -300,6 +303,10 @@ class LinkDirection:
         # Read once when the process allows it: a call per message is measurable in the round path.
         self._constant_bps = bandwidth_bps(0.0) if process.constant_bandwidth else None
         self._process = process
+        # The process's samplers bound once: resolving them on the process costs a lookup per message.
+        self._lossy = process.max_loss > 0.0
+        self._loss_probability = process.loss_probability
+        self._one_way_delay_s = process.one_way_delay_s
         self._rto_s = rto_s
         self._rng = rng
         self._u: list[float] = rng.random(BLOCK).tolist()
@@ -314,27 +321,27 @@ class LinkDirection:
         plus the timeout (or when the transmitter frees up). Deliveries never overtake each
         other, as on one TCP connection.
         """
-        process = self._process
         bits = 8.0 * nbytes
         start = now if now > self._busy_until else self._busy_until
         bps = self._constant_bps
         end = start + bits / (bps if bps is not None else self._bandwidth_bps(start))
         attempts = 1
-        if process.max_loss > 0.0:
+        if self._lossy:
+            loss_probability = self._loss_probability
             while True:
                 k = self._k
                 if k == BLOCK:
                     self._u = self._rng.random(BLOCK).tolist()
                     k = 0
                 self._k = k + 1
-                if self._u[k] >= process.loss_probability(start):
+                if self._u[k] >= loss_probability(start):
                     break
                 retry = start + self._rto_s
                 start = retry if retry > end else end
                 end = start + bits / self._bandwidth_bps(start)
                 attempts += 1
         self._busy_until = end
-        arrival = end + process.one_way_delay_s(end)
+        arrival = end + self._one_way_delay_s(end)
         if arrival < self._last_arrival:
             arrival = self._last_arrival
         self._last_arrival = arrival

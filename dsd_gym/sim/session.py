@@ -18,11 +18,11 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import simpy
-from simpy.core import NORMAL
 
 from dsd_gym.sim.cloud import Job, JobKind
 from dsd_gym.sim.controller import Decision, Mode
 from dsd_gym.sim.records import Request, RoundRecord
+from dsd_gym.sim.schedule import Call, call_later, succeed_later
 
 if TYPE_CHECKING:
     from dsd_gym.sim.system import EdgeDevice, Simulation
@@ -33,13 +33,6 @@ LOST = object()  # the value a session wakes with when its job was lost (timed o
 # global reads, and the round path compares modes and job kinds several times per round.
 DISTRIBUTED, FUSED = Mode.DISTRIBUTED, Mode.FUSED
 VERIFY, PREFILL = JobKind.VERIFY, JobKind.PREFILL
-
-
-def _trigger(env: simpy.Environment, event: simpy.Event, delay: float, value: Any) -> None:
-    """Succeed ``event`` ``delay`` seconds from now: what ``Timeout`` does, for an existing event."""
-    event._ok = True
-    event._value = value
-    env.schedule(event, NORMAL, delay)
 
 
 class Session:
@@ -96,18 +89,18 @@ class Session:
         now = env.now
         kind = job.kind
         if kind == VERIFY:
-            env.timeout(self.link.send_down(now, job.response_bytes) - now).callbacks.append(self._round_done)
+            call_later(env, self.link.send_down(now, job.response_bytes) - now, self._round_done)
         elif kind == PREFILL:
-            _trigger(env, self._pending, self.link.send_down(now, job.response_bytes) - now, job)
+            succeed_later(env, self._pending, self.link.send_down(now, job.response_bytes) - now, job)
         else:  # fused, autoregressive: the next round starts at the cloud; tokens stream down
-            env.timeout(0.0).callbacks.append(self._round_done)
+            call_later(env, 0.0, self._round_done)
 
     def on_job_lost(self, job: Job) -> None:
         """Our job died with its target: the edge notices when its request times out."""
         if job is not self._pending_job:
             return
         delay = max(0.0, job.sent_s + self._timeout_s - self.env.now)
-        _trigger(self.env, self._pending if job.kind == JobKind.PREFILL else self._decoding, delay, LOST)
+        succeed_later(self.env, self._pending if job.kind == JobKind.PREFILL else self._decoding, delay, LOST)
 
     def _wait(self, job: Job) -> simpy.Event:
         self._pending = self.env.event()
@@ -175,7 +168,7 @@ class Session:
     def _next_round(self) -> None:
         req = self.request
         if req.committed >= req.output_tokens:
-            _trigger(self.env, self._decoding, 0.0, None)
+            succeed_later(self.env, self._decoding, 0.0, None)
             return
         decision = self.controller.decide(self)
         if decision.__class__ is not Decision:  # an event: the decision comes from outside (the env)
@@ -205,12 +198,12 @@ class Session:
             )
         self._checked = decision
 
-    def _distributed(self, gamma: int, _event: simpy.Event | None = None) -> None:
+    def _distributed(self, gamma: int, _call: Call | None = None) -> None:
         """Draft γ tokens on the edge, send them up; the target verifies; the reply comes down."""
         env, req = self.env, self.request
         start = env.now
         if req.last_token_s > start:  # the edge has not yet received streamed tokens
-            env.timeout(req.last_token_s - start).callbacks.append(partial(self._distributed, gamma))
+            call_later(env, req.last_token_s - start, partial(self._distributed, gamma))
             return
         device = self.device
         position = req.committed
@@ -230,16 +223,16 @@ class Session:
         if device.exclusive:  # nobody else sends on this uplink: book the send now (as _send_now would)
             job.sent_s = draft_end
             arrive = self.link.send_up(draft_end, nbytes)
-            env.timeout(arrive - start, job).callbacks.append(req.target.on_arrival)
+            call_later(env, arrive - start, req.target.on_arrival, job)
         else:
-            env.timeout(draft_end - start).callbacks.append(partial(self._send_now, job, nbytes, req.target))
+            call_later(env, draft_end - start, partial(self._send_now, job, nbytes, req.target))
 
-    def _send_now(self, job: Job, nbytes: int, target: Any, _event: simpy.Event) -> None:
+    def _send_now(self, job: Job, nbytes: int, target: Any, _call: Call) -> None:
         """The draft tokens leave the edge now; the job reaches the target on arrival."""
         now = self.env.now
         job.sent_s = now
         arrive = self.link.send_up(now, nbytes)
-        self.env.timeout(arrive - now, job).callbacks.append(target.on_arrival)
+        call_later(self.env, arrive - now, target.on_arrival, job)
 
     def _cloud(self, decision: Decision) -> None:
         """Fused or autoregressive: the round runs at the cloud; tokens stream to the edge."""
@@ -258,7 +251,7 @@ class Session:
         self._round = (decision.mode, gamma, accepted, position, context, start, start)
         req.target.submit(job)
 
-    def _round_done(self, _event: simpy.Event) -> None:
+    def _round_done(self, _call: Call) -> None:
         """The reply is at the edge (or, cloud-side, the round is over): commit A + 1 tokens."""
         req, job = self.request, self._pending_job
         mode, gamma, accepted, position, context, start, draft_end = self._round
@@ -270,24 +263,33 @@ class Session:
             req.last_token_s = end
             # Split at job.arrived_s (the clock when the job reached the target), not at the computed
             # arrival: the clock gets there as now + (arrival - now), which can be an ulp short.
-            record = RoundRecord(
-                self.sid, req.rid, int(mode), gamma, accepted, committed, position, start, end,
-                draft_end - start, job.arrived_s - job.sent_s, job.started_s - job.arrived_s,
-                job.done_s - job.started_s, end - job.done_s, job.queue_depth, job.batch_size, context,
-            )  # fmt: skip
+            draft_s = draft_end - start
+            uplink_s = job.arrived_s - job.sent_s
+            queue_s = job.started_s - job.arrived_s
+            verify_s = job.done_s - job.started_s
+            downlink_s = end - job.done_s
         else:
             req.last_token_s = self.link.send_down(end, self._header + committed * self._token_bytes)
-            record = RoundRecord(
-                self.sid, req.rid, int(mode), gamma, accepted, committed, position, start, end, 0.0, 0.0,
-                job.started_s - start, job.done_s - job.started_s, 0.0, job.queue_depth, job.batch_size,
-                context,
-            )  # fmt: skip
+            draft_s = uplink_s = downlink_s = 0.0
+            queue_s = job.started_s - start
+            verify_s = job.done_s - job.started_s
         req.rounds += 1
         self.tokens += committed
         self.rounds += 1
-        if self.telemetry is not None:
-            self.telemetry.update(record)
-        self.sim.metrics.on_round(record, self, req.last_token_s)
-        if self.round_hook is not None:
-            self.round_hook(record, self)
+        mode = int(mode)
+        self.sim.metrics.on_round(
+            self, req.last_token_s, mode, gamma, accepted, committed, start, end,
+            draft_s, uplink_s, queue_s, verify_s, downlink_s,
+        )  # fmt: skip
+        # The record is built only for a reader: most other sessions have neither (a fixed window
+        # needs no telemetry), and building it is a measurable share of a round.
+        if self.telemetry is not None or self.round_hook is not None:
+            record = RoundRecord(
+                self.sid, req.rid, mode, gamma, accepted, committed, position, start, end, draft_s,
+                uplink_s, queue_s, verify_s, downlink_s, job.queue_depth, job.batch_size, context,
+            )  # fmt: skip
+            if self.telemetry is not None:
+                self.telemetry.update(record)
+            if self.round_hook is not None:
+                self.round_hook(record, self)
         self._next_round()

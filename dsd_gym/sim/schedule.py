@@ -1,0 +1,54 @@
+"""Delayed actions on the SimPy event queue, cheaper than a ``Timeout`` per action.
+
+The decode rounds are a chain of callbacks (DESIGN §3: draft, uplink, verify, downlink), two or three
+scheduled actions per round. ``env.timeout(delay).callbacks.append(fn)`` builds a full ``Timeout`` (an
+object with a ``__dict__``, a Python ``__init__``, a callbacks list appended to afterwards) just to
+run ``fn`` later. ``Environment.step`` only pops the queue entry, swaps out ``event.callbacks``, calls
+each callback with the event and reads ``event._ok``; :func:`call_later` schedules an object with
+just those attributes (and the value the callback reads), through the public
+``Environment.schedule`` at ``NORMAL`` priority — what ``Timeout`` does. Time and order are therefore
+exactly those of a ``Timeout`` created at the same moment, including first-in first-out order among
+actions due at the same time (the environment's event counter breaks ties).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import simpy
+from simpy.core import NORMAL
+
+
+class Call:
+    """A scheduled callback: what ``Environment.step`` reads of a successful event, and its value.
+
+    Not a ``simpy.Event``: nothing may ``yield`` it or add callbacks to it; only its own
+    ``callback(call)`` runs, once, when it is due.
+    """
+
+    __slots__ = ("callbacks", "_ok", "value")
+
+    callbacks: list[Callable[[Call], None]] | None
+    _ok: bool
+    value: Any
+
+
+def call_later(
+    env: simpy.Environment, delay: float, callback: Callable[[Call], None], value: Any = None
+) -> None:
+    """Run ``callback(call)`` ``delay`` seconds from now; ``call.value`` is ``value``."""
+    if delay < 0:
+        raise ValueError(f"negative delay {delay}")
+    call = Call()
+    call.callbacks = [callback]
+    call._ok = True
+    call.value = value
+    env.schedule(call, NORMAL, delay)  # type: ignore[arg-type]  # step needs only the attributes above
+
+
+def succeed_later(env: simpy.Environment, event: simpy.Event, delay: float, value: Any) -> None:
+    """Succeed an existing ``event`` ``delay`` seconds from now: what ``Timeout`` does for a new one."""
+    event._ok = True
+    event._value = value
+    env.schedule(event, NORMAL, delay)

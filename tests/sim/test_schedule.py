@@ -1,0 +1,106 @@
+"""call_later and succeed_later run when, and in the order, a Timeout would."""
+
+from __future__ import annotations
+
+import pytest
+import simpy
+
+from dsd_gym.sim.schedule import call_later, succeed_later
+
+
+def _mixed_run(use_call_later: bool) -> list[tuple[str, float, object]]:
+    """Timeouts and delayed actions interleaved, many due at the same time; the log of what ran."""
+    env = simpy.Environment()
+    log: list[tuple[str, float, object]] = []
+
+    def note(name: str):
+        return lambda event: log.append((name, env.now, event.value))
+
+    def schedule(delay: float, value: object, callback) -> None:
+        if use_call_later:
+            call_later(env, delay, callback, value)
+        else:
+            env.timeout(delay, value).callbacks.append(callback)
+
+    def chain(event: object) -> None:  # more actions from inside a callback, some at zero delay
+        note("chain")(event)
+        schedule(0.0, "c0", note("chained-0"))
+        env.timeout(0.0, "t").callbacks.append(note("timeout-in-chain"))
+        schedule(1.0, "c1", note("chained-1"))
+
+    for i, delay in enumerate((2.0, 1.0, 1.0, 0.0, 2.0, 1.0)):
+        env.timeout(delay, f"t{i}").callbacks.append(note(f"timeout-{i}"))
+        schedule(delay, i, note(f"action-{i}"))
+    schedule(1.0, None, chain)
+    env.timeout(1.0, "after").callbacks.append(note("timeout-after-chain"))
+    env.run()
+    return log
+
+
+def test_call_later_runs_at_timeout_time_and_order() -> None:
+    log = _mixed_run(True)
+    assert log == _mixed_run(False)
+    assert [name for name, t, _ in log if t == 1.0][:3] == ["timeout-1", "action-1", "timeout-2"]
+
+
+def test_call_later_from_callbacks_keeps_fifo_order_at_equal_times() -> None:
+    def run(use_call_later: bool) -> list[str]:
+        env = simpy.Environment()
+        log: list[str] = []
+
+        def later(name: str, delay: float) -> None:
+            if use_call_later:
+                call_later(env, delay, lambda _c: log.append(f"{name}@{env.now}"))
+            else:
+                env.timeout(delay).callbacks.append(lambda _e: log.append(f"{name}@{env.now}"))
+
+        def spawn(_event: object) -> None:
+            for k in range(3):
+                later(f"inner-{k}", 0.0)
+                env.timeout(0.0).callbacks.append(lambda _e, k=k: log.append(f"timeout-{k}@{env.now}"))
+            later("next", 0.5)
+
+        env.timeout(0.25).callbacks.append(spawn)
+        later("first", 0.25)
+        env.timeout(0.75).callbacks.append(spawn)
+        env.run()
+        return log
+
+    assert run(True) == run(False)
+    assert run(True)[:3] == ["first@0.25", "inner-0@0.25", "timeout-0@0.25"]
+
+
+def test_call_later_passes_its_value_and_refuses_negative_delays() -> None:
+    env = simpy.Environment()
+    seen = []
+    call_later(env, 3.0, lambda call: seen.append((env.now, call.value)), value="job")
+    env.run()
+    assert seen == [(3.0, "job")]
+    with pytest.raises(ValueError, match="negative delay"):
+        call_later(env, -1e-9, lambda call: None)
+
+
+def test_succeed_later_wakes_a_waiting_process_like_a_timeout() -> None:
+    def run(use_succeed_later: bool) -> list[tuple[str, float, object]]:
+        env = simpy.Environment()
+        log: list[tuple[str, float, object]] = []
+
+        def waiter(name: str, event: simpy.Event):
+            value = yield event
+            log.append((name, env.now, value))
+
+        env.process(waiter("before", env.timeout(2.0, "early")))
+        env.run(until=0.5)
+        if use_succeed_later:
+            reply = env.event()
+            env.process(waiter("woke", reply))
+            succeed_later(env, reply, 1.5, "answer")
+        else:
+            env.process(waiter("woke", env.timeout(1.5, "answer")))
+        env.process(waiter("after", env.timeout(1.5, "late")))
+        env.run()
+        return log
+
+    log = run(True)
+    assert log == run(False)
+    assert log == [("before", 2.0, "early"), ("woke", 2.0, "answer"), ("after", 2.0, "late")]
