@@ -44,9 +44,9 @@ _MODES = {name: mode for mode, name in MODE_NAMES.items()}
 
 @dataclass
 class RunInfo:
-    """``run.json``. ``algo``: a key of ``agents.algos.ALGOS``; ``env_id`` and ``env_kwargs``: the
-    training env (``gymnasium.make(env_id, **env_kwargs)``); ``recurrent``: the policy keeps a hidden
-    state between decisions (reset at a new session)."""
+    """``run.json``. ``algo``: a key of ``dsd_gym.controllers.rl_algos.ALGOS``; ``env_id`` and
+    ``env_kwargs``: the training env (``gymnasium.make(env_id, **env_kwargs)``); ``recurrent``: the
+    policy keeps a hidden state between decisions (reset at a new session)."""
 
     algo: str
     env_id: str
