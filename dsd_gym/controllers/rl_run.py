@@ -33,7 +33,16 @@ from typing import Any
 from dsd_gym.errors import UserError
 from dsd_gym.sim.controller import Decision, Mode
 
-__all__ = ["RUN_FILE", "RunInfo", "decisions_of", "find_run", "read_run", "write_run"]
+__all__ = [
+    "RUN_FILE",
+    "RunInfo",
+    "decision_table",
+    "decisions_of",
+    "find_run",
+    "model_files",
+    "read_run",
+    "write_run",
+]
 
 RUN_FILE = "run.json"
 FORMAT = "dsd-gym-rl-run"
@@ -122,6 +131,17 @@ def read_run(path: str | os.PathLike[str]) -> tuple[RunInfo, Path]:
         ):
             raise UserError(f"{where}: decisions must be [gamma, mode] pairs, mode among {list(_MODES)}")
     return info, folder
+
+
+def model_files(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """(model zip, its VecNormalize statistics) that ``path`` names: a folder (the run, or its
+    ``best/``) means its ``model.zip`` and ``vecnormalize.pkl``; a ``model.zip`` comes with the
+    ``vecnormalize.pkl`` beside it, ``checkpoints/step_N.zip`` with ``step_N_vecnormalize.pkl``.
+    Neither file is checked to exist."""
+    path = Path(path)
+    model = path / "model.zip" if path.is_dir() else path
+    stats = "vecnormalize.pkl" if model.stem == "model" else f"{model.stem}_vecnormalize.pkl"
+    return model, model.with_name(stats)
 
 
 def decision_table(info: RunInfo) -> list[Decision]:
