@@ -165,10 +165,11 @@ class SB3Controller(nn.Module):
     @torch.jit.export
     def observation(self, features: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         """(the policy's normalised input [B, (history + 1) · F], the new history rows)."""
-        x = torch.maximum(torch.minimum(features, self.high), self.low)
-        rows = state[:, : self.rows]
-        new_round = (x != rows[:, : self.features]).any(dim=1, keepdim=True)
-        rows = torch.where(new_round, torch.cat([x, rows[:, : self.rows - self.features]], dim=1), rows)
+        rows = torch.clamp(features, self.low, self.high)
+        if self.rows > self.features:  # with history: push the features only after a new round
+            old = state[:, : self.rows]
+            new_round = (rows != old[:, : self.features]).any(dim=1, keepdim=True)
+            rows = torch.where(new_round, torch.cat([rows, old[:, : self.rows - self.features]], dim=1), old)
         obs = rows
         if self.normalize:
             z = (rows.to(torch.float64) - self.mean) / self.std
