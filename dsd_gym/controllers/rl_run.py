@@ -12,9 +12,10 @@
       evaluations.json, curve.png, tensorboard/
 
 **Observation.** What the policy was trained on, rebuilt from a session's telemetry: the telemetry
-vector of :mod:`dsd_gym.telemetry` (raw units, clipped) at this decision, then the vectors of the
-``history`` previous decisions, newest first, zeros before the session's first decisions —
-``(history + 1) · F`` float32 values. With ``normalize_obs``, the stored statistics map it to
+vector of :mod:`dsd_gym.telemetry` (raw units, clipped) at this decision, then the vectors after
+each of the ``history`` previous *rounds*, newest first, zeros before the session's first rounds —
+``(history + 1) · F`` float32 values. The env keeps this history per round (``TelemetryTracker``),
+so a decision that produced no round (its job lost with a failed target) adds no row. With ``normalize_obs``, the stored statistics map it to
 ``clip((x − mean) / sqrt(var + epsilon), −clip_obs, clip_obs)`` before the network.
 
 **Action.** An index into ``decisions``: ``[gamma, mode]`` pairs, mode one of ``distributed``,

@@ -258,3 +258,20 @@ def test_export_through_checkpoint_and_a_model_zip(runs, tmp_path, capsys) -> No
     assert controller.kind == "sb3" and controller.metadata["provenance"]["inputs"]["model"].endswith(
         "best/model.zip"
     )
+
+
+def test_a_checkpoint_zip_runs_with_its_own_statistics(runs, tmp_path) -> None:
+    from dsd_gym.controllers.rl_run import model_files
+
+    folder = runs["dqn"]
+    (steps,) = [p.stem for p in (folder / "checkpoints").glob("step_*.zip")]
+    checkpoint = folder / "checkpoints" / f"{steps}.zip"
+    assert model_files(checkpoint) == (checkpoint, folder / "checkpoints" / f"{steps}_vecnormalize.pkl")
+    assert model_files(folder / "best") == (
+        folder / "best" / "model.zip",
+        folder / "best" / "vecnormalize.pkl",
+    )
+    assert model_files(folder) == (folder / "model.zip", folder / "vecnormalize.pkl")
+    run = load_run(checkpoint)
+    assert run.model_path == checkpoint and run.vecnorm is not None
+    assert parse_policy(f"sb3:{checkpoint}", load_scenario("ideal"))(None).run.model_path == checkpoint
