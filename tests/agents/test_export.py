@@ -275,3 +275,30 @@ def test_a_checkpoint_zip_runs_with_its_own_statistics(runs, tmp_path) -> None:
     run = load_run(checkpoint)
     assert run.model_path == checkpoint and run.vecnorm is not None
     assert parse_policy(f"sb3:{checkpoint}", load_scenario("ideal"))(None).run.model_path == checkpoint
+
+
+@pytest.mark.parametrize("name", ["recurrent-ppo", "ppo-plain"])
+def test_in_process_observations_are_the_envs(name, runs) -> None:
+    """sb3:PATH rebuilds the training env's observation and takes the action SB3 takes on it, on an
+    episode with failed targets (decisions without a round)."""
+    import gymnasium as gym
+
+    run = load_run(runs[name])
+    kwargs = {**ENV_KWARGS, "history": run.info.history, "horizon_s": 30}
+    overrides = ["cloud.targets.0.mtbf_s=4"]  # measured: 3 decisions of 69 without a round
+    env = gym.make("dsd_gym/DSD-flaky-v0", overrides=overrides, randomize=False, **kwargs).unwrapped
+    obs, _ = env.reset(seed=0)
+    controller, state, start, done = SB3Controller(run), None, np.ones(1, dtype=bool), False
+    steps = lost = rounds = 0
+    while not done:
+        session = env.deciding
+        x = obs[None] if run.vecnorm is None else run.vecnorm.normalize_obs(obs[None])
+        assert np.array_equal(controller.observation(session), x)
+        action, state = run.model.predict(x, state=state, episode_start=start, deterministic=True)
+        assert controller.decide(session) == run.decisions[int(action[0])]
+        start = np.zeros(1, dtype=bool)
+        obs, _, _, done, _ = env.step(int(action[0]))
+        steps += 1
+        lost += session.telemetry.rounds == rounds
+        rounds = session.telemetry.rounds
+    assert steps > 50 and lost > 1, (steps, lost)
