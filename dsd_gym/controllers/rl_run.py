@@ -15,8 +15,9 @@
 vector of :mod:`dsd_gym.telemetry` (raw units, clipped) at this decision, then the vectors after
 each of the ``history`` previous *rounds*, newest first, zeros before the session's first rounds —
 ``(history + 1) · F`` float32 values. The env keeps this history per round (``TelemetryTracker``),
-so a decision that produced no round (its job lost with a failed target) adds no row. With ``normalize_obs``, the stored statistics map it to
-``clip((x − mean) / sqrt(var + epsilon), −clip_obs, clip_obs)`` before the network.
+so a decision that produced no round (its job lost with a failed target) adds no row. With
+``normalize_obs``, the stored statistics map it to ``clip((x − mean) / sqrt(var + epsilon), −clip_obs,
+clip_obs)`` before the network.
 
 **Action.** An index into ``decisions``: ``[gamma, mode]`` pairs, mode one of ``distributed``,
 ``fused``, ``autoregressive`` (the env's action table, :meth:`dsd_gym.envs.DSDEnv.action_to_decision`).

@@ -33,7 +33,7 @@ from dsd_gym.controllers.registry import file_cache, load_spec_file, register
 from dsd_gym.controllers.rl_algos import ALGOS
 from dsd_gym.controllers.rl_run import RunInfo, decision_table, model_files, read_run
 from dsd_gym.controllers.torchscript import one_thread
-from dsd_gym.errors import UserError
+from dsd_gym.errors import UserError, first_line
 from dsd_gym.sim.controller import ControllerFactory, Decision, Mode
 from dsd_gym.telemetry import FEATURES
 
@@ -62,12 +62,6 @@ class LoadedRun:
         return (self.info.history + 1) * len(FEATURES)
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[0] if lines else type(exc).__name__
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
 def load_run(path: str | os.PathLike[str]) -> LoadedRun:
     """Load the model (and statistics) ``path`` names; every problem is a one-line ``UserError``."""
     info, folder = read_run(path)
@@ -82,7 +76,7 @@ def load_run(path: str | os.PathLike[str]) -> LoadedRun:
         model = algo.load().load(model_path, device="cpu", custom_objects=_NO_SCHEDULES)
     except Exception as exc:  # SB3 raises zipfile, pickle, KeyError, ValueError, RuntimeError ...
         raise UserError(
-            f"{where}: {model_path.name} is not a readable {algo.cls} model ({_first_line(exc)})"
+            f"{where}: {model_path.name} is not a readable {algo.cls} model ({first_line(exc)})"
         ) from None
     vecnorm = None
     if info.normalize_obs:
@@ -94,14 +88,14 @@ def load_run(path: str | os.PathLike[str]) -> LoadedRun:
             mean = np.asarray(vecnorm.obs_rms.mean)
         except Exception as exc:
             raise UserError(
-                f"{where}: {stats_path.name} is not readable VecNormalize statistics ({_first_line(exc)})"
+                f"{where}: {stats_path.name} is not readable VecNormalize statistics ({first_line(exc)})"
             ) from None
     loaded = LoadedRun(info, folder, model_path, model, vecnorm, tuple(decision_table(info)))
     size = loaded.observation_size
     if model.observation_space.shape != (size,) or (vecnorm is not None and mean.shape != (size,)):
         raise UserError(
-            f"{where}: the model observes {model.observation_space.shape}, the run's layout is history "
-            f"{info.history} × {len(FEATURES)} telemetry features = ({size},)"
+            f"{where}: the model observes {model.observation_space.shape}, the run's layout is (history "
+            f"{info.history} + 1) × {len(FEATURES)} telemetry features = ({size},)"
         )
     if getattr(model.action_space, "n", None) != len(loaded.decisions):
         raise UserError(

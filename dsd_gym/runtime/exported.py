@@ -48,7 +48,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from dsd_gym.errors import UserError
+from dsd_gym.errors import UserError, first_line
 from dsd_gym.telemetry import FEATURES
 
 __all__ = [
@@ -104,12 +104,6 @@ class ExportedController:
         return int(self.metadata["state_size"])
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[0] if lines else type(exc).__name__
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
 def load_controller(path: str | os.PathLike[str], kinds: tuple[str, ...] = KINDS) -> ExportedController:
     """Load and check an exported controller file; every problem is a one-line ``UserError``.
 
@@ -129,7 +123,7 @@ def load_controller(path: str | os.PathLike[str], kinds: tuple[str, ...] = KINDS
     try:
         module = torch.jit.load(os.fspath(path), map_location="cpu", _extra_files=extra)
     except Exception as exc:  # torch raises RuntimeError, ValueError or zipfile errors for a bad file
-        raise UserError(f"{where}: not a readable TorchScript file ({_first_line(exc)})") from None
+        raise UserError(f"{where}: not a readable TorchScript file ({first_line(exc)})") from None
     raw = extra[METADATA_FILE]
     if not raw:
         raise UserError(f"{where}: no {METADATA_FILE} inside; write controller files with dsd-gym export")
