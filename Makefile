@@ -43,6 +43,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	mkdir -p benchmarks/results
 	$(BIN)/python benchmarks/run.py --out benchmarks/results/bench.json
+	$(BIN)/python benchmarks/rl_export_latency.py --out benchmarks/results/rl_export_latency.json
 
 # Every controller on every shipped scenario, fleet and ego mode, and throughput against RTT:
 # tables on stdout, JSON/CSV/PNG under results/. SEEDS=5 by default; ~20 min on 2 cores.

@@ -11,9 +11,11 @@
                      [--resume]
     dsd-gym curves RUN [RUN ...] --out curves.png
     dsd-gym export --checkpoint CKPT --out controller.pt
+    dsd-gym export --run RUN --out controller.pt
 
-``collect``, ``train wc-dnn`` and ``export`` run the WC-DNN pipeline of the ``wc_dnn`` package, ``train
-rl`` and ``curves`` the RL agents of ``agents``, each imported inside its function: the CLI is the top
+``collect``, ``train wc-dnn`` and ``export --checkpoint`` run the WC-DNN pipeline of the ``wc_dnn``
+package, ``train rl``, ``curves`` and ``export --run`` the RL agents of ``agents`` (``--checkpoint``
+given an RL run folder or model zip exports it too), each imported inside its function: the CLI is the top
 of the stack (DESIGN §2), and ``import dsd_gym.cli`` stays free of torch. A user error prints one line
 (``error: ...``) and exits with status 2, without a traceback.
 """
@@ -158,8 +160,10 @@ def _parser() -> argparse.ArgumentParser:
     cu.add_argument("runs", nargs="+", metavar="RUN", help="run folders dsd-gym train rl wrote")
     cu.add_argument("--out", required=True, help="the PNG to write")
 
-    ex = sub.add_parser("export", help="a training checkpoint as one TorchScript controller file")
-    ex.add_argument("--checkpoint", required=True, help="a checkpoint dsd-gym train wrote (best.pt)")
+    ex = sub.add_parser("export", help="a trained controller as one TorchScript controller file")
+    what = ex.add_mutually_exclusive_group(required=True)
+    what.add_argument("--checkpoint", help="a WC-DNN checkpoint dsd-gym train wc-dnn wrote (best.pt)")
+    what.add_argument("--run", help="an RL run folder dsd-gym train rl wrote, or a model zip inside it")
     ex.add_argument("--out", required=True, help="the .pt file to write (torchscript:PATH runs it)")
     return parser
 
@@ -344,9 +348,7 @@ def _train_rl(args: argparse.Namespace) -> None:
     )
     folder = s["folder"]
     print(f"run {folder} (model.zip, best/, evaluations.json, curve.png, tensorboard/)")
-    print(
-        f"export: dsd-gym export --checkpoint {folder} --out controller.pt; or run it: --policy sb3:{folder}"
-    )
+    print(f"export: dsd-gym export --run {folder} --out controller.pt; or run it: --policy sb3:{folder}")
 
 
 def _curves(args: argparse.Namespace) -> None:
@@ -382,11 +384,26 @@ def _train(args: argparse.Namespace) -> None:
     print(f"checkpoint {summary['best_checkpoint']}")
 
 
-def _export(args: argparse.Namespace) -> None:
-    from wc_dnn.export import export_checkpoint
+def _is_rl_run(path: str) -> bool:
+    from dsd_gym.controllers.rl_run import find_run
 
+    try:
+        find_run(path)
+    except UserError:
+        return False
+    return True
+
+
+def _export(args: argparse.Namespace) -> None:
     _output_path("--out", args.out)
-    path = export_checkpoint(args.checkpoint, args.out)
+    if args.run is not None or _is_rl_run(args.checkpoint):
+        from agents.export import export_run
+
+        path = export_run(args.run or args.checkpoint, args.out)
+    else:
+        from wc_dnn.export import export_checkpoint
+
+        path = export_checkpoint(args.checkpoint, args.out)
     print(f"exported {path} (run it with --policy torchscript:{path})")
 
 

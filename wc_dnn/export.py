@@ -24,11 +24,7 @@ policy can use it, and wc_dnn only writes.
 from __future__ import annotations
 
 import copy
-import json
 import os
-import statistics
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +32,14 @@ import torch
 from torch import Tensor, nn
 
 from dsd_gym.errors import UserError
-from dsd_gym.runtime import FORMAT, FORMAT_VERSION, METADATA_FILE, feature_metadata
-from dsd_gym.runtime.exported import MODE_CODES
+from dsd_gym.runtime.latency import decision_latency_us
+from dsd_gym.runtime.write import metadata_header, provenance, save_controller
 from dsd_gym.sim.controller import Mode
-from dsd_gym.telemetry import FEATURES
 from wc_dnn.awc import AWC, MODE_NAMES, STATE_SIZE, AWCConfig
 from wc_dnn.checkpoint import load_checkpoint
 from wc_dnn.config import parse_config
 from wc_dnn.dataset import decisions_from_records
 from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig
-from wc_dnn.provenance import code_version
 
 __all__ = [
     "KIND",
@@ -58,7 +52,6 @@ __all__ = [
 ]
 
 KIND = "wc-dnn"
-INPUT = "dsd_gym.telemetry vector: raw units, float32, clipped to each feature's [low, high], in this order"
 
 
 class WCDNNController(nn.Module):
@@ -123,17 +116,10 @@ def controller_metadata(controller: WCDNNController, inputs: dict[str, Any] | No
     ``inputs``: what the controller was made from (checkpoint, training config, dataset), JSON-able.
     """
     config = controller.net.config
+    awc = controller.awc_config
     return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "kind": KIND,
-        "features": feature_metadata(),
-        "input": INPUT,
-        "window_choices": list(controller.awc_config.window_choices),
-        "modes": list(controller.awc_config.modes),
-        "mode_codes": dict(MODE_CODES),
-        "state_size": STATE_SIZE,
-        "awc": controller.awc_config.as_dict(),
+        **metadata_header(KIND, list(awc.window_choices), list(awc.modes), STATE_SIZE),
+        "awc": awc.as_dict(),
         "model": {
             "architecture": "residual SiLU MLP predicting Δ from default_gamma",
             "hidden": config.hidden,
@@ -146,12 +132,7 @@ def controller_metadata(controller: WCDNNController, inputs: dict[str, Any] | No
             "mean": controller.norm.mean.tolist(),
             "std": controller.norm.std.tolist(),
         },
-        "provenance": {
-            "code_version": code_version(),
-            "torch_version": torch.__version__,
-            "created_by": "wc_dnn.export.export_controller",
-            "inputs": inputs or {},
-        },
+        "provenance": provenance("wc_dnn.export.export_controller", inputs),
     }
 
 
@@ -162,20 +143,8 @@ def export_controller(
 
     The single-session state is reset first, so the file starts a fresh session.
     """
-    out = Path(out)
     controller.reset()
-    scripted = torch.jit.script(controller)
-    metadata = json.dumps(controller_metadata(controller, inputs), indent=1, sort_keys=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.jit.save(scripted, tmp, _extra_files={METADATA_FILE: metadata})
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
+    return save_controller(torch.jit.script(controller), out, controller_metadata(controller, inputs))
 
 
 def controller_from_checkpoint(checkpoint: dict[str, Any], where: str) -> WCDNNController:
@@ -216,50 +185,3 @@ def export_checkpoint(checkpoint_path: str | os.PathLike[str], out: str | os.Pat
         "validation": {k: v for k, v in val.items() if isinstance(v, (int, float))},
     }
     return export_controller(controller, out, inputs)
-
-
-def decision_latency_us(
-    module: Any, features: Tensor | None = None, calls: int = 20_000, chunk: int = 100
-) -> dict:
-    """Median µs per single-session decision (``module(features)``), batch 1, one thread.
-
-    Times ``calls`` decisions in chunks of ``chunk`` (a chunk's time / chunk; the timer's own cost
-    is then negligible) after a warm-up, and reports the median and the 10th/90th percentiles over
-    chunks. Also times a ``decide`` on batch 1 and a bare call of an empty scripted method, which
-    separates TorchScript's per-call overhead from the work. ``module`` is the loaded (or scripted)
-    controller; ``features`` defaults to a zero vector. The thread count is restored afterwards.
-    """
-    features = torch.zeros(len(FEATURES)) if features is None else features
-    batch, state = features.unsqueeze(0), module.initial_state(1)
-    empty = torch.jit.script(_Empty())
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        timings = {
-            "forward_us": _chunked(lambda: module(features), calls, chunk),
-            "decide_batch1_us": _chunked(lambda: module.decide(batch, state), calls, chunk),
-            "empty_script_call_us": _chunked(lambda: empty(features), calls, chunk),
-        }
-        module.reset()
-    finally:
-        torch.set_num_threads(threads)
-    return {"calls": calls, "threads": 1, **timings}
-
-
-class _Empty(nn.Module):
-    def forward(self, features: Tensor) -> Tensor:
-        return features
-
-
-def _chunked(call: Any, calls: int, chunk: int) -> dict[str, float]:
-    for _ in range(min(calls, 1000)):
-        call()
-    per_call = []
-    for _ in range(max(1, calls // chunk)):
-        start = time.perf_counter_ns()
-        for _ in range(chunk):
-            call()
-        per_call.append((time.perf_counter_ns() - start) / chunk / 1e3)
-    deciles = statistics.quantiles(per_call, n=10) if len(per_call) > 1 else per_call * 9
-    return {"median": round(statistics.median(per_call), 2), "p10": round(deciles[0], 2),
-            "p90": round(deciles[-1], 2)}  # fmt: skip

@@ -17,7 +17,7 @@ from dsd_gym.controllers import (
     fixed,  # noqa: F401  (registers fixed, fused, autoregressive)
     heuristics,  # noqa: F401  (registers heuristic, backoff, specpp)
     oracles,  # noqa: F401  (registers oracle, oracle-rollout)
-    reserved,  # noqa: F401  (reserves sb3)
+    sb3,  # noqa: F401  (registers sb3)
     torchscript,  # noqa: F401  (registers torchscript)
 )
 from dsd_gym.controllers.fixed import FixedController, fixed_policies

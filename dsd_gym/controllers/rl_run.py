@@ -12,10 +12,12 @@
       evaluations.json, curve.png, tensorboard/
 
 **Observation.** What the policy was trained on, rebuilt from a session's telemetry: the telemetry
-vector of :mod:`dsd_gym.telemetry` (raw units, clipped) at this decision, then the vectors of the
-``history`` previous decisions, newest first, zeros before the session's first decisions —
-``(history + 1) · F`` float32 values. With ``normalize_obs``, the stored statistics map it to
-``clip((x − mean) / sqrt(var + epsilon), −clip_obs, clip_obs)`` before the network.
+vector of :mod:`dsd_gym.telemetry` (raw units, clipped) at this decision, then the vectors after
+each of the ``history`` previous *rounds*, newest first, zeros before the session's first rounds —
+``(history + 1) · F`` float32 values. The env keeps this history per round (``TelemetryTracker``),
+so a decision that produced no round (its job lost with a failed target) adds no row. With
+``normalize_obs``, the stored statistics map it to ``clip((x − mean) / sqrt(var + epsilon), −clip_obs,
+clip_obs)`` before the network.
 
 **Action.** An index into ``decisions``: ``[gamma, mode]`` pairs, mode one of ``distributed``,
 ``fused``, ``autoregressive`` (the env's action table, :meth:`dsd_gym.envs.DSDEnv.action_to_decision`).
@@ -33,7 +35,16 @@ from typing import Any
 from dsd_gym.errors import UserError
 from dsd_gym.sim.controller import Decision, Mode
 
-__all__ = ["RUN_FILE", "RunInfo", "decisions_of", "find_run", "read_run", "write_run"]
+__all__ = [
+    "RUN_FILE",
+    "RunInfo",
+    "decision_table",
+    "decisions_of",
+    "find_run",
+    "model_files",
+    "read_run",
+    "write_run",
+]
 
 RUN_FILE = "run.json"
 FORMAT = "dsd-gym-rl-run"
@@ -44,9 +55,9 @@ _MODES = {name: mode for mode, name in MODE_NAMES.items()}
 
 @dataclass
 class RunInfo:
-    """``run.json``. ``algo``: a key of ``agents.algos.ALGOS``; ``env_id`` and ``env_kwargs``: the
-    training env (``gymnasium.make(env_id, **env_kwargs)``); ``recurrent``: the policy keeps a hidden
-    state between decisions (reset at a new session)."""
+    """``run.json``. ``algo``: a key of ``dsd_gym.controllers.rl_algos.ALGOS``; ``env_id`` and
+    ``env_kwargs``: the training env (``gymnasium.make(env_id, **env_kwargs)``); ``recurrent``: the
+    policy keeps a hidden state between decisions (reset at a new session)."""
 
     algo: str
     env_id: str
@@ -122,6 +133,17 @@ def read_run(path: str | os.PathLike[str]) -> tuple[RunInfo, Path]:
         ):
             raise UserError(f"{where}: decisions must be [gamma, mode] pairs, mode among {list(_MODES)}")
     return info, folder
+
+
+def model_files(path: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """(model zip, its VecNormalize statistics) that ``path`` names: a folder (the run, or its
+    ``best/``) means its ``model.zip`` and ``vecnormalize.pkl``; a ``model.zip`` comes with the
+    ``vecnormalize.pkl`` beside it, ``checkpoints/step_N.zip`` with ``step_N_vecnormalize.pkl``.
+    Neither file is checked to exist."""
+    path = Path(path)
+    model = path / "model.zip" if path.is_dir() else path
+    stats = "vecnormalize.pkl" if model.stem == "model" else f"{model.stem}_vecnormalize.pkl"
+    return model, model.with_name(stats)
 
 
 def decision_table(info: RunInfo) -> list[Decision]:

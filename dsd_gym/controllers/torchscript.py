@@ -6,24 +6,45 @@ against the scenario when the spec is parsed: every window the file can return m
 scenario's window choices and every mode it may choose enabled. Each session keeps its own state row
 and calls the module's pure, batched ``decide`` on batch 1 once per decision, with the session's
 telemetry vector (``session.telemetry.vector()``: raw units, clipped, the order of
-``dsd_gym.telemetry``) — exactly what a real runtime feeds the file.
+``dsd_gym.telemetry``) — exactly what a real runtime feeds the file — on one torch thread
+(:func:`one_thread`).
 """
 
 from __future__ import annotations
 
-import functools
-import os
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from dsd_gym.controllers.registry import register
+from dsd_gym.controllers.registry import file_cache, load_spec_file, register
 from dsd_gym.errors import UserError
-from dsd_gym.runtime import ExportedController, load_controller
+from dsd_gym.runtime import load_controller
 from dsd_gym.sim.controller import ControllerFactory, Decision, Mode
 
 if TYPE_CHECKING:
     from dsd_gym.config.schema import Scenario
 
-__all__ = ["TorchScriptController"]
+__all__ = ["TorchScriptController", "one_thread"]
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the body on one torch thread and restore the caller's count after it.
+
+    Batch-1 inference of a small network is faster on one thread than on torch's default (one per
+    core), and the simulator's processes share the cores; the caller's setting is left as it was.
+    """
+    import torch  # lazy: only a learned controller needs torch
+
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class TorchScriptController:
@@ -41,33 +62,18 @@ class TorchScriptController:
 
     def decide(self, session: Any) -> Decision:
         features = self.as_tensor(session.telemetry.vector()).unsqueeze(0)
-        gamma, mode, self.state = self.module.decide(features, self.state)
+        with one_thread():
+            gamma, mode, self.state = self.module.decide(features, self.state)
         return Decision(int(gamma[0]), Mode(int(mode[0])))
 
 
-@functools.lru_cache(maxsize=16)
-def _load(path: str, mtime_ns: int, size: int) -> ExportedController:
-    """One load per file version: a spec parsed twice (checked, then run) reads the file once."""
-    return load_controller(path)
-
-
-def load_cached(path: str) -> ExportedController:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return load_controller(path)  # raises the loader's one-line error for a missing file
-    return _load(os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+load_cached = file_cache(load_controller)
 
 
 @register("torchscript", "torchscript:PATH", "a controller exported as TorchScript (WC-DNN, dsd_gym.runtime)")
 def _torchscript(arg: str, scenario: Scenario) -> ControllerFactory:
     spec = f"torchscript:{arg}"
-    if not arg:
-        raise UserError("policy 'torchscript': give the exported file, torchscript:PATH")
-    try:
-        controller = load_cached(arg)
-    except UserError as exc:
-        raise UserError(f"policy {spec!r}: {exc}") from None
+    controller = load_spec_file("torchscript", arg, "give the exported file, torchscript:PATH", load_cached)
     choices, modes = scenario.control.window_choices, scenario.control.modes
     if not set(controller.window_choices) <= set(choices):
         raise UserError(

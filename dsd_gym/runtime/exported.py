@@ -6,7 +6,8 @@ inside. Its metadata is the extra file ``metadata.json`` (read it with
 ``torch.jit.load(path, _extra_files={"metadata.json": ""})``)::
 
     format, format_version   "dsd-gym-controller", 1
-    kind                     "wc-dnn" (what wrote the file and how to read it)
+    kind                     what wrote the file and how to read it: "wc-dnn" (wc_dnn.export) or
+                             "sb3" (agents.export: an RL agent of dsd-gym train rl)
     features                 [{name, unit, low, high, scale, description}, ...] in input order:
                              dsd_gym.telemetry.FEATURES when the file was made
     input                    one line: what the runtime must feed
@@ -14,7 +15,8 @@ inside. Its metadata is the extra file ``metadata.json`` (read it with
     modes                    enabled modes, names: distributed, fused, autoregressive
     mode_codes               {"distributed": 0, "fused": 1, "autoregressive": 2}
     state_size               S, the width of a session's state
-    awc, model, normalization   the parameters of each stage (informational: all are baked in)
+    awc, model, normalization   the parameters of each stage (informational: all are baked in);
+                             an "sb3" file has algo, env_id, history, normalization, decisions, policy
     provenance               code_version, torch_version, created_by, inputs (how it was made)
 
 **The scripted module's contract.** F = number of features, S = ``state_size``:
@@ -46,7 +48,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from dsd_gym.errors import UserError
+from dsd_gym.errors import UserError, first_line
 from dsd_gym.telemetry import FEATURES
 
 __all__ = [
@@ -63,7 +65,7 @@ __all__ = [
 METADATA_FILE = "metadata.json"
 FORMAT = "dsd-gym-controller"
 FORMAT_VERSION = 1
-KINDS = ("wc-dnn",)  # the kinds this loader understands; the RL export adds its own
+KINDS = ("wc-dnn", "sb3")  # the kinds this loader understands
 MODE_CODES = {"distributed": 0, "fused": 1, "autoregressive": 2}  # dsd_gym.sim.controller.Mode
 METHODS = ("decide", "initial_state", "reset", "forward")
 
@@ -102,12 +104,6 @@ class ExportedController:
         return int(self.metadata["state_size"])
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[0] if lines else type(exc).__name__
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
 def load_controller(path: str | os.PathLike[str], kinds: tuple[str, ...] = KINDS) -> ExportedController:
     """Load and check an exported controller file; every problem is a one-line ``UserError``.
 
@@ -127,10 +123,10 @@ def load_controller(path: str | os.PathLike[str], kinds: tuple[str, ...] = KINDS
     try:
         module = torch.jit.load(os.fspath(path), map_location="cpu", _extra_files=extra)
     except Exception as exc:  # torch raises RuntimeError, ValueError or zipfile errors for a bad file
-        raise UserError(f"{where}: not a readable TorchScript file ({_first_line(exc)})") from None
+        raise UserError(f"{where}: not a readable TorchScript file ({first_line(exc)})") from None
     raw = extra[METADATA_FILE]
     if not raw:
-        raise UserError(f"{where}: no {METADATA_FILE} inside; export controllers with wc_dnn.export")
+        raise UserError(f"{where}: no {METADATA_FILE} inside; write controller files with dsd-gym export")
     try:
         metadata = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -140,7 +136,9 @@ def load_controller(path: str | os.PathLike[str], kinds: tuple[str, ...] = KINDS
     _check_metadata(where, metadata, kinds)
     missing = [m for m in METHODS if not hasattr(module, m)]
     if missing:
-        raise UserError(f"{where}: the module lacks {', '.join(missing)}; allowed: a wc_dnn.export file")
+        raise UserError(
+            f"{where}: the module lacks {', '.join(missing)}; allowed: a file dsd-gym export wrote"
+        )
     return ExportedController(os.fspath(path), module, metadata)
 
 

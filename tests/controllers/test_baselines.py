@@ -260,7 +260,8 @@ BAD_SPECS = [
     ("backoff:0.2,0.7", "backoff takes no argument; allowed: "),
     ("analytic:fast", "analytic takes no argument; allowed: "),
     ("torchscript:a.pt", "controller file a.pt: no such file"),
-    ("sb3:model.zip", "Stable-Baselines3 policies arrive with the RL issue; not available yet"),
+    ("sb3:model.zip", "RL run model.zip: no such file or folder"),
+    ("sb3", "give the run folder dsd-gym train rl wrote, sb3:PATH"),
     ("torchscript", "give the exported file, torchscript:PATH"),
 ]
 
@@ -273,14 +274,6 @@ def test_bad_specs_fail_with_one_line_naming_the_spec(spec: str, allowed: str) -
     assert "\n" not in message
     assert message.startswith(f"policy {spec!r}: ")
     assert allowed in message
-
-
-def test_the_reserved_message_is_exactly_as_announced() -> None:
-    with pytest.raises(UserError) as info:
-        parse_policy("sb3:x", load_scenario("ideal"))
-    assert str(info.value) == (
-        "policy 'sb3:x': Stable-Baselines3 policies arrive with the RL issue; not available yet"
-    )
 
 
 @pytest.mark.parametrize("spec", ["specpp:2", "heuristic:3", "torchscript:a.pt"])

@@ -7,10 +7,6 @@ normalisation fitted to that telemetry and a read-out large enough that γ and t
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -92,13 +88,10 @@ def test_batched_decide_equals_one_session_at_a_time(exported, telemetry) -> Non
         assert [row[i] for row in batched] == forward_decisions(module, sessions[i])
 
 
-def test_a_torch_only_process_loads_the_file_and_decides_identically(exported, telemetry, tmp_path) -> None:
+def test_a_torch_only_process_loads_the_file_and_decides_identically(exported, telemetry, torch_only) -> None:
     controller, path = exported
-    site = os.path.dirname(os.path.dirname(torch.__file__))
-    script = textwrap.dedent(f"""
-        import importlib.util, json, sys
-        sys.path.append({site!r})
-        assert importlib.util.find_spec("dsd_gym") is None and importlib.util.find_spec("wc_dnn") is None
+    out = torch_only(
+        f"""
         import torch
         extra = {{"metadata.json": ""}}
         module = torch.jit.load({str(path)!r}, _extra_files=extra)
@@ -111,12 +104,9 @@ def test_a_torch_only_process_loads_the_file_and_decides_identically(exported, t
             gamma, mode, state = module.decide(row.unsqueeze(0), state)
             threaded.append([int(gamma[0]), int(mode[0])])
         print(json.dumps({{"metadata": metadata, "forward": decisions, "decide": threaded}}))
-    """)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-I", "-S", "-c", script], input=json.dumps(telemetry.tolist()),
-                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout)
+        """,
+        telemetry.tolist(),
+    )
     expected = [list(d) for d in forward_decisions(controller, telemetry)]
     assert out["forward"] == expected and out["decide"] == expected
     metadata = out["metadata"]
