@@ -39,6 +39,7 @@ import math
 import sys
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ from dsd_gym.sim.controller import Decision, Mode
 from wc_dnn.awc import MODE_NAMES
 from wc_dnn.checkpoint import load_checkpoint, save_checkpoint
 from wc_dnn.config import WCDNNConfig, config_hash, parse_config
-from wc_dnn.dataset import Dataset, decision_records, load_dataset
+from wc_dnn.dataset import Dataset, decision_records, load_dataset, merge_datasets
 from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig
 
 __all__ = ["Split", "Targets", "evaluate", "split_by_variant", "targets", "train"]
@@ -211,15 +212,17 @@ def _log(writer: Any, epoch: int, train_loss: float, val: dict[str, float]) -> N
 
 
 def train(
-    config: WCDNNConfig, data: str | Path, out: str | Path, resume: bool = False,
+    config: WCDNNConfig, data: str | Path | Sequence[str | Path], out: str | Path, resume: bool = False,
     stop_after: int | None = None, progress: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Train (or, with ``resume``, continue) and return the summary written to ``metrics.json``.
 
+    ``data``: a dataset folder, or several to train on their union (:func:`merge_datasets`).
     ``stop_after``: end after that many epochs of this call, as an interruption would (tests use it).
     """
     out = Path(out)
-    dataset = load_dataset(data)
+    folders = [data] if isinstance(data, (str, Path)) else list(data)
+    dataset = merge_datasets([load_dataset(d) for d in folders])
     cfg = config.train
     if resume:
         checkpoint = load_checkpoint(out / LAST)
@@ -230,7 +233,8 @@ def train(
                 "resume with the same config, or give a new --out"
             )
         if checkpoint["dataset"]["config_hash"] != dataset.sidecar["config_hash"]:
-            raise UserError(f"--resume {out}: the run was trained on another dataset than {data}")
+            where = ", ".join(map(str, folders))
+            raise UserError(f"--resume {out}: the run was trained on another dataset than {where}")
     else:
         if (out / LAST).exists():
             raise UserError(
@@ -274,8 +278,9 @@ def train(
         run_epochs = 0
         start = time.perf_counter()
         provenance = {
-            "directory": str(Path(data)), "config_hash": dataset.sidecar["config_hash"], "rows": dataset.rows,
-            "train_rows": int(n), "val_rows": int(len(split.val)), "val_groups": split.val_groups,
+            "directory": ", ".join(str(Path(d)) for d in folders),
+            "config_hash": dataset.sidecar["config_hash"], "rows": dataset.rows, "train_rows": int(n),
+            "val_rows": int(len(split.val)), "val_groups": split.val_groups,
         }  # fmt: skip
         while not stopped and epoch < cfg.epochs and (stop_after is None or run_epochs < stop_after):
             order = torch.randperm(n, generator=shuffle)
