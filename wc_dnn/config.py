@@ -152,10 +152,12 @@ class ModelSpec(Model):
 class TrainSpec(Model):
     """Optimisation. Loss per row: Huber(γ̂ − γ*; ``huber_delta``) over rows whose oracle decision has
     a window (not autoregressive) + ``mode_weight`` · cross-entropy(mode logits, oracle mode) with a
-    mode head. Adam(``lr``, ``weight_decay``), minibatches of ``batch_size`` rows reshuffled every
-    epoch; at most ``epochs`` epochs, stopping after ``patience`` epochs without a validation loss
-    below the best by more than ``min_delta``. ``val_fraction`` of each scenario's variants (at least
-    one, for a scenario with two or more) are held out for validation."""
+    mode head + ``regret_weight`` · the regret of γ̂ and of the mode head's softmax by the oracle's
+    per-candidate values (:mod:`wc_dnn.train`). Adam(``lr``, ``weight_decay``), minibatches of
+    ``batch_size`` rows reshuffled every epoch; at most ``epochs`` epochs, stopping after ``patience``
+    epochs without a validation loss below the best by more than ``min_delta``. ``val_fraction`` of
+    each scenario's variants (at least one, for a scenario with two or more) are held out for
+    validation."""
 
     seed: NonNegInt = 0
     epochs: PositiveInt = 30
@@ -164,6 +166,7 @@ class TrainSpec(Model):
     weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     huber_delta: PositiveFloat = 1.0
     mode_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
+    regret_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     patience: PositiveInt = 5
     min_delta: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1e-4
     val_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.25

@@ -12,7 +12,15 @@ scenario's name), are validation; every row of a variant is on one side.
 
     L = mean_{rows with γ* > 0} Huber_δ(γ̂ − γ*) + w_mode · mean_{rows} CE(ℓ over the enabled modes, mode*)
 
-(autoregressive rows have no window, so only their mode is learnt). Adam, minibatches reshuffled
+(autoregressive rows have no window, so only their mode is learnt), plus, with ``regret_weight`` w_r > 0,
+w_r times the regret the decision costs by the oracle's own per-candidate values (tokens):
+
+    mean_{rows with γ* > 0} r_{mode*}(clamp(γ̂)) + mean_{rows} Σ_m softmax(ℓ)_m · R_m
+
+where r_m(γ) interpolates value[d*] − value[(g, m)] linearly between neighbouring windows g (zero
+at γ*, flat where the values are flat: a window error that costs nothing is not punished) and R_m =
+value[d*] − max_g value[(g, m)] is what choosing mode m costs at best. The Huber and cross-entropy
+terms keep γ̂ and ℓ anchored where the regret is flat. Adam, minibatches reshuffled
 each epoch by a seeded generator, one thread by default: a seed gives the same weights on every run.
 
 **Validation metrics** (per epoch, TensorBoard and ``history``): the loss; ``gamma_mae`` =
@@ -115,11 +123,44 @@ def targets(candidates: list[Decision]) -> Targets:
     )
 
 
+def regret_tables(values: np.ndarray, label: np.ndarray, t: Targets) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (finite values): value[d*] − value[(g, mode*)] for each window g ([N, K]; zeros when
+    d* is autoregressive), and value[d*] − max_g value[(g, m)] for each enabled mode m ([N, M])."""
+    values = values.astype(np.float64)
+    rows = np.arange(len(label))
+    best = values[rows, label]
+    mode_star = t.mode[label]
+    window = np.zeros((len(label), len(t.windows)))
+    for k, g in enumerate(t.windows):
+        for m in t.enabled:
+            j = t.index.get((g, m))
+            if j is not None:
+                chosen = mode_star == m
+                window[chosen, k] = best[chosen] - values[chosen, j]
+    by_mode = np.stack([values[:, t.mode == m].max(axis=1) for m in t.enabled], axis=1)
+    return window.astype(np.float32), (best[:, None] - by_mode).astype(np.float32)
+
+
+def _interpolated(windows: Tensor, table: Tensor, gamma: Tensor) -> Tensor:
+    """table [N, K] over ``windows`` [K] (ascending), linearly interpolated at clamped ``gamma``."""
+    if len(windows) == 1:
+        return table[:, 0]
+    clamped = gamma.clamp(float(windows[0]), float(windows[-1]))
+    hi = torch.searchsorted(windows, clamped.detach()).clamp(1, len(windows) - 1)
+    lo = hi - 1
+    w_lo, w_hi = windows[lo], windows[hi]
+    frac = (clamped - w_lo) / (w_hi - w_lo)
+    r_lo = table.gather(1, lo[:, None]).squeeze(1)
+    r_hi = table.gather(1, hi[:, None]).squeeze(1)
+    return r_lo + frac * (r_hi - r_lo)
+
+
 def _losses(
     net: WindowNet, z: Tensor, gamma: Tensor, mode: Tensor, has_window: Tensor, enabled: Tensor,
-    cfg: Any,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
-    """(total, Huber part, CE part, γ̂, logits over the enabled modes) of a batch."""
+    cfg: Any, regret: tuple[Tensor, Tensor, Tensor],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """(total, Huber part, CE part, regret part, γ̂, logits over the enabled modes) of a batch;
+    ``regret``: the windows [K] and the batch's two :func:`regret_tables`."""
     gamma_hat, logits = net(z)
     if bool(has_window.any()):
         huber = nn.functional.huber_loss(gamma_hat[has_window], gamma[has_window], delta=cfg.huber_delta)
@@ -127,7 +168,16 @@ def _losses(
         huber = gamma_hat.sum() * 0.0
     logits = logits[:, enabled]
     ce = nn.functional.cross_entropy(logits, mode) if net.has_mode_head else huber * 0.0
-    return huber + cfg.mode_weight * ce, huber, ce, gamma_hat, logits
+    total = huber + cfg.mode_weight * ce
+    regret_loss = huber * 0.0
+    if cfg.regret_weight > 0:
+        windows, window_regret, mode_regret = regret
+        if bool(has_window.any()):
+            regret_loss = _interpolated(windows, window_regret[has_window], gamma_hat[has_window]).mean()
+        if net.has_mode_head:
+            regret_loss = regret_loss + (logits.softmax(dim=1) * mode_regret).sum(dim=1).mean()
+        total = total + cfg.regret_weight * regret_loss
+    return total, huber, ce, regret_loss, gamma_hat, logits
 
 
 def _nearest(windows: np.ndarray, gamma: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -151,11 +201,16 @@ def evaluate(
     enabled = torch.tensor(t.enabled)
     mode_target = torch.from_numpy(np.searchsorted(np.array(t.enabled), mode_star))
     has_window = mode_star != int(Mode.AUTOREGRESSIVE)
+    window_regret, mode_regret = regret_tables(arrays["values"][rows], label, t)
+    regret_inputs = (
+        torch.tensor(t.windows, dtype=torch.float32), torch.from_numpy(window_regret),
+        torch.from_numpy(mode_regret),
+    )  # fmt: skip
     net.eval()
     with torch.no_grad():
-        loss, huber, ce, gamma_hat, logits = _losses(
+        loss, huber, ce, regret_loss, gamma_hat, logits = _losses(
             net, norm(features), torch.from_numpy(gamma_star), mode_target, torch.from_numpy(has_window),
-            enabled, cfg,
+            enabled, cfg, regret_inputs,
         )  # fmt: skip
     net.train()
     gamma_hat = gamma_hat.numpy().astype(np.float64)
@@ -177,6 +232,7 @@ def evaluate(
         "loss": float(loss),
         "huber": float(huber),
         "mode_ce": float(ce),
+        "regret_loss": float(regret_loss),
         "gamma_mae": _masked_mean(np.abs(gamma_hat - gamma_star), has_window),
         "decision_gamma_mae": _masked_mean(np.abs(rounded - gamma_star), has_window),
         "mode_accuracy": float(np.mean(mode_hat == mode_star)),
@@ -204,7 +260,7 @@ def _model_config(config: WCDNNConfig, t: Targets) -> dict[str, Any]:
 def _log(writer: Any, epoch: int, train_loss: float, val: dict[str, float]) -> None:
     writer.add_scalar("loss/train", train_loss, epoch)
     writer.add_scalar("loss/val", val["loss"], epoch)
-    for key in ("huber", "mode_ce"):
+    for key in ("huber", "mode_ce", "regret_loss"):
         writer.add_scalar(f"loss/val_{key}", val[key], epoch)
     for key in ("gamma_mae", "decision_gamma_mae", "mode_accuracy", "decision_accuracy", "regret"):
         writer.add_scalar(f"val/{key}", val[key], epoch)
@@ -273,6 +329,10 @@ def train(
         mode = torch.from_numpy(np.searchsorted(np.array(t.enabled), t.mode[label]))
         has_window = torch.from_numpy(t.mode[label] != int(Mode.AUTOREGRESSIVE))
         enabled = torch.tensor(t.enabled)
+        window_regret, mode_regret = (
+            torch.from_numpy(a) for a in regret_tables(arrays["values"][split.train], label, t)
+        )
+        windows = torch.tensor(t.windows, dtype=torch.float32)
         z_all = norm(features).detach()
         n = len(label)
         run_epochs = 0
@@ -287,8 +347,9 @@ def train(
             total = 0.0
             for i in range(0, n, cfg.batch_size):
                 batch = order[i : i + cfg.batch_size]
+                regret = (windows, window_regret[batch], mode_regret[batch])
                 loss, *_ = _losses(
-                    net, z_all[batch], gamma[batch], mode[batch], has_window[batch], enabled, cfg
+                    net, z_all[batch], gamma[batch], mode[batch], has_window[batch], enabled, cfg, regret
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
