@@ -16,20 +16,31 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The product's main job: collect a small WC-DNN dataset (oracle labels), train, export one TorchScript
-# file, and evaluate it against the baselines and the oracle on every shipped scenario (fleet mode).
+# file, then DAGGER rounds (collect the states the exported learner visits, labelled by the oracle,
+# and retrain on the union), and evaluate the last controller against the baselines and the oracle on
+# every shipped scenario (fleet mode).
 WC_DNN ?= small
+DAGGER ?= 2
 DEMO_RUN := runs/wc_dnn/$(WC_DNN)
+DEMO_CONFIG := configs/wc_dnn/$(WC_DNN).yaml
 DEMO_EVAL := --seeds 2 --set duration_s=40 --set warmup_s=5
 demo: $(STAMP)
-	$(BIN)/dsd-gym collect --config configs/wc_dnn/$(WC_DNN).yaml --out $(DEMO_RUN)/data
-	rm -rf $(DEMO_RUN)/train
-	$(BIN)/dsd-gym train wc-dnn --config configs/wc_dnn/$(WC_DNN).yaml --data $(DEMO_RUN)/data \
-		--out $(DEMO_RUN)/train
+	$(BIN)/dsd-gym collect --config $(DEMO_CONFIG) --out $(DEMO_RUN)/data
+	rm -rf $(DEMO_RUN)/train $(DEMO_RUN)/dagger-*
+	$(BIN)/dsd-gym train wc-dnn --config $(DEMO_CONFIG) --data $(DEMO_RUN)/data --out $(DEMO_RUN)/train
 	$(BIN)/dsd-gym export --checkpoint $(DEMO_RUN)/train/best.pt --out $(DEMO_RUN)/controller.pt
+	data="--data $(DEMO_RUN)/data"; \
+	for round in $$(seq 1 $(DAGGER)); do \
+		$(BIN)/dsd-gym collect --config $(DEMO_CONFIG) --out $(DEMO_RUN)/dagger-$$round \
+			--learner $(DEMO_RUN)/controller.pt || exit 1; \
+		data="$$data --data $(DEMO_RUN)/dagger-$$round"; rm -rf $(DEMO_RUN)/train; \
+		$(BIN)/dsd-gym train wc-dnn --config $(DEMO_CONFIG) $$data --out $(DEMO_RUN)/train || exit 1; \
+		$(BIN)/dsd-gym export --checkpoint $(DEMO_RUN)/train/best.pt --out $(DEMO_RUN)/controller.pt || exit 1; \
+	done
 	$(BIN)/dsd-gym evaluate --scenario all --policy torchscript:$(DEMO_RUN)/controller.pt \
 		--policy fixed:4 --policy best-fixed --policy analytic --policy oracle $(DEMO_EVAL) \
 		--json $(DEMO_RUN)/evaluate.json --csv $(DEMO_RUN)/evaluate.csv
-	@echo "dataset     $(DEMO_RUN)/data"
+	@echo "dataset     $(DEMO_RUN)/data (DAgger rounds: $(DEMO_RUN)/dagger-N)"
 	@echo "checkpoint  $(DEMO_RUN)/train/best.pt (TensorBoard: $(DEMO_RUN)/train/tensorboard)"
 	@echo "controller  $(DEMO_RUN)/controller.pt (--policy torchscript:$(DEMO_RUN)/controller.pt)"
 	@echo "evaluation  $(DEMO_RUN)/evaluate.json, $(DEMO_RUN)/evaluate.csv"

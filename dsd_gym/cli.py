@@ -5,8 +5,8 @@
     dsd-gym bench [--json] [--quick]
     dsd-gym evaluate --scenario S [...] --policy P [...] [--seeds N] [--mode ego|fleet]
                      [--sweep KEY=V1,V2,...] [--json PATH] [--csv PATH] [--plots DIR] [--jobs N]
-    dsd-gym collect --config CONFIG [--out DIR] [--jobs N]
-    dsd-gym train wc-dnn --config CONFIG [--data DIR] [--out DIR] [--resume]
+    dsd-gym collect --config CONFIG [--out DIR] [--jobs N] [--learner CONTROLLER.pt]
+    dsd-gym train wc-dnn --config CONFIG [--data DIR ...] [--out DIR] [--resume]
     dsd-gym train rl --algo ALGO [--env ID] [--config CONFIG] [--timesteps N] [--seed S] [--out DIR]
                      [--resume]
     dsd-gym curves RUN [RUN ...] --out curves.png
@@ -133,12 +133,22 @@ def _parser() -> argparse.ArgumentParser:
     col.add_argument(
         "--jobs", type=_positive, metavar="N", help="worker processes (default: one per CPU; 1: in-process)"
     )
+    col.add_argument(
+        "--learner",
+        metavar="PATH",
+        help="DAgger: an exported controller that behaviour sessions run (collect.behaviour.learner_share)",
+    )
 
     tr = sub.add_parser("train", help="train a learned controller")
     tr_sub = tr.add_subparsers(dest="model", required=True, parser_class=_Parser)
     wc = tr_sub.add_parser("wc-dnn", help="the WC-DNN window regressor on a collected dataset")
     wc.add_argument("--config", required=True, help="a WC-DNN config (configs/wc_dnn/<name>.yaml)")
-    wc.add_argument("--data", help="dataset folder (default: runs/wc_dnn/<name>/data)")
+    wc.add_argument(
+        "--data",
+        action="append",
+        help="dataset folder; repeat to train on their union, e.g. with DAgger rounds "
+        "(default: runs/wc_dnn/<name>/data)",
+    )
     wc.add_argument("--out", help="run folder: checkpoints, TensorBoard (default: runs/wc_dnn/<name>/train)")
     wc.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
 
@@ -325,7 +335,7 @@ def _collect(args: argparse.Namespace) -> None:
 
     config = load_config(args.config)
     out = args.out or str(config.data_dir())
-    summary = collect(config, out, args.jobs, progress=True)
+    summary = collect(config, out, args.jobs, progress=True, learner=args.learner)
     rate = f", {summary['rows_per_s']:.0f} rows/s" if summary["ran"] else ""
     print(
         f"dataset {out}: {summary['tasks']} shards ({summary['skipped']} already complete, "
@@ -366,7 +376,7 @@ def _train(args: argparse.Namespace) -> None:
 
     config = load_config(args.config)
     out = args.out or str(config.train_dir())
-    summary = train(config, args.data or str(config.data_dir()), out, resume=args.resume, progress=True)
+    summary = train(config, args.data or [str(config.data_dir())], out, resume=args.resume, progress=True)
     best = summary["best_val"] or {}
     print(
         f"trained {summary['epochs']} epochs ({summary['seconds_this_call']:.1f} s"

@@ -6,20 +6,30 @@ the scenario as shipped (``include_base``), the others draws of its randomised k
 scenario's name) — every variant with ``duration_s`` simulated seconds, no warm-up, and the config's
 window choices and modes. Each variant runs ``seeds`` simulations; task (scenario, variant v,
 replicate s) simulates under seed SeedSequence(collect.seed, spawn_key=(crc32(name), v, s)) mod
-2³¹ − 1. One task, one shard.
+2³¹ − 1. One task, one shard. Each entry of ``evaluation_modes`` runs every task: ``fleet`` with the
+ids and seeds above, ``ego`` with ids ``<scenario>.ego.v<v>.s<s>`` and spawn keys that end in one more
+element (so the ego simulations are other draws).
 
-**Behaviour.** Foreground session k of a simulation (k counts the sessions as they are built) draws
-its behaviour from ``behaviour.mix`` with a generator seeded by (simulation seed, k): a policy spec
+**Behaviour.** In fleet mode every foreground session runs a behaviour; in ego mode the first
+foreground session does and the others run the scenario's ``control.policy``, as in ``dsd-gym
+evaluate --mode ego``. Behaviour session k of a simulation (k counts them as they are built) draws its
+behaviour from ``behaviour.mix`` with a generator seeded by (simulation seed, k): a policy spec
 (``heuristic``, ``analytic``, ``oracle``, ...), ``random`` (a uniformly random allowed decision every
 round), ``sticky-random`` (one held for a geometric number of rounds of mean ``sticky_rounds``) or
-``random-fixed`` (one for the whole session). Every round, with probability ``epsilon``, a uniformly
-random allowed decision replaces the behaviour's. Background groups keep their own policies.
+``random-fixed`` (one for the whole session). With a ``learner`` (DAgger: an exported controller,
+``dsd-gym collect --learner PATH``), the session first runs it with probability ``learner_share``
+(behaviour ``learner``) and draws from the mix otherwise. Every round, with probability ``epsilon``, a
+uniformly random allowed decision replaces the behaviour's. Background groups keep their own policies.
 
-**Labels.** The first ``record_sessions`` foreground sessions are labelled: before each of their
-rounds a shadow :class:`~dsd_gym.controllers.oracles.MyopicOracle` of their own (read-only: the
-simulation is the same with or without it) gives its decision and every candidate's objective value
-(``MyopicOracle.label``), and the row records those, the telemetry vector the session's controller
-sees, the decision played and provenance (see :mod:`wc_dnn.dataset`).
+**Labels.** The first ``record_sessions`` behaviour sessions are labelled (in ego mode: the ego):
+before each of their rounds a shadow :class:`~dsd_gym.controllers.oracles.MyopicOracle` of their
+own (read-only: the simulation is the same with or without it) gives its decision and every
+candidate's objective value (``MyopicOracle.label``), and the row records those, the telemetry
+vector the session's controller sees, the decision played and provenance (see
+:mod:`wc_dnn.dataset`). In fleet mode every behaviour session is a ``team`` member
+(:func:`dsd_gym.controllers.oracles.teammate`): the labels price the time a round costs the rest of
+the fleet, as the ``oracle`` policy does in a fleet of oracles; in ego mode nobody else is, as for
+an ``oracle`` ego among tenants.
 
 Everything random derives from ``collect.seed``, so a config gives the same arrays on every run, in
 any number of processes. A rerun into the same folder skips every task whose shard reads back whole.
@@ -28,6 +38,7 @@ any number of processes. A rerun into the same folder skips every task whose sha
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import os
 import sys
 import time
@@ -68,6 +79,8 @@ __all__ = ["CollectTask", "Plan", "collect", "done_tasks", "make_plan", "run_tas
 
 _VARIANT_KEY = 0xDA7A  # spawn keys that keep the variant draws and the behaviours apart from the rest
 _BEHAVIOUR_KEY = 0xBE4A
+_EGO_KEY = 0xE60
+LEARNER = "learner"  # the behaviour name of the --learner policy
 
 
 def _crc(name: str) -> int:
@@ -76,7 +89,8 @@ def _crc(name: str) -> int:
 
 @dataclass(frozen=True)
 class CollectTask:
-    """One simulation: a variant of a scenario under a seed; its shard is ``<id>.npz``."""
+    """One simulation: a variant of a scenario under a seed in an evaluation mode (fleet or ego);
+    its shard is ``<id>.npz``."""
 
     id: str
     scenario: str
@@ -84,6 +98,7 @@ class CollectTask:
     replicate: int
     seed: int
     values: dict[str, Any]
+    mode: str = "fleet"
 
     @property
     def file(self) -> str:
@@ -92,7 +107,7 @@ class CollectTask:
     def record(self) -> dict[str, Any]:
         return {
             "id": self.id, "file": self.file, "scenario": self.scenario, "variant": self.variant,
-            "replicate": self.replicate, "seed": self.seed, "values": self.values,
+            "replicate": self.replicate, "seed": self.seed, "values": self.values, "mode": self.mode,
         }  # fmt: skip
 
 
@@ -102,6 +117,7 @@ class Plan:
     scenarios: dict[str, Scenario]  # by task id
     candidates: list[Decision]
     behaviours: list[str]
+    learner: str | None = None  # the --learner policy spec, torchscript:PATH
 
 
 def _ranges(raw_ranges: Any, extra: dict[str, RandomRange], where: str) -> dict[str, RandomRange]:
@@ -115,14 +131,19 @@ def _ranges(raw_ranges: Any, extra: dict[str, RandomRange], where: str) -> dict[
     return ranges
 
 
-def make_plan(config: WCDNNConfig) -> Plan:
-    """Every task, its scenario validated, and the dataset's candidates; bad input is one line."""
+def make_plan(config: WCDNNConfig, learner: str | os.PathLike[str] | None = None) -> Plan:
+    """Every task, its scenario validated, and the dataset's candidates; bad input is one line.
+
+    ``learner``: an exported controller to mix into the behaviour (DAgger)."""
     collect = config.collect
     tasks: list[CollectTask] = []
     by_task: dict[str, Scenario] = {}
     dataset_candidates: list[Decision] | None = None
     first = ""
     behaviours = list(collect.behaviour.mix)
+    learner_spec = None if learner is None else f"torchscript:{os.fspath(learner)}"
+    if learner_spec is not None:
+        behaviours.append(LEARNER)
     for i, spec in enumerate(collect.scenarios):
         where = f"collect.scenarios.{i} ({spec.scenario})"
         try:
@@ -161,22 +182,46 @@ def make_plan(config: WCDNNConfig) -> Plan:
                     f"{scenario.control.window_choices}, modes {scenario.control.modes}); set "
                     "collect.window_choices and collect.modes so every scenario offers the same"
                 )
-            for spec_name in behaviours:
+            for spec_name in collect.behaviour.mix:
                 if spec_name in BEHAVIOURS:
                     continue
                 try:
                     parse_policy(spec_name, scenario)
                 except UserError as exc:
                     raise UserError(f"collect.behaviour.mix: {spec_name!r} on {name}: {exc}") from None
-            for s in range(collect.seeds):
-                state = np.random.SeedSequence(collect.seed, spawn_key=(_crc(name), v, s)).generate_state(1)
-                task = CollectTask(
-                    f"{slug}.v{v:03d}.s{s:03d}", name, v, s, int(state[0]) % (2**31 - 1), drawn
-                )
-                tasks.append(task)
-                by_task[task.id] = scenario
+            if learner_spec is not None:
+                try:
+                    parse_policy(learner_spec, scenario)
+                except UserError as exc:
+                    raise UserError(f"--learner on {name}: {exc}") from None
+            if "ego" in collect.evaluation_modes:
+                _check_ego(scenario, where)
+            for mode in collect.evaluation_modes:
+                ego = (_EGO_KEY,) if mode == "ego" else ()
+                prefix = f"{slug}.ego" if mode == "ego" else slug
+                for s in range(collect.seeds):
+                    key = (_crc(name), v, s, *ego)
+                    state = np.random.SeedSequence(collect.seed, spawn_key=key).generate_state(1)
+                    task = CollectTask(
+                        f"{prefix}.v{v:03d}.s{s:03d}", name, v, s, int(state[0]) % (2**31 - 1), drawn, mode
+                    )
+                    tasks.append(task)
+                    by_task[task.id] = scenario
     assert dataset_candidates is not None
-    return Plan(tuple(tasks), by_task, dataset_candidates, behaviours)
+    return Plan(tuple(tasks), by_task, dataset_candidates, behaviours, learner_spec)
+
+
+def _check_ego(scenario: Scenario, where: str) -> None:
+    """Ego mode's needs (those of ``dsd-gym evaluate --mode ego``), one line if unmet."""
+    if scenario.workload.kind != "closed_loop":
+        raise UserError(
+            f"{where}: collect.evaluation_modes has ego, which needs a closed_loop workload; "
+            f"workload.kind is {scenario.workload.kind!r}"
+        )
+    try:
+        parse_policy(scenario.control.policy, scenario)
+    except UserError as exc:
+        raise UserError(f"{where}: control.policy (the other sessions in ego mode): {exc}") from None
 
 
 # -- behaviours ---------------------------------------------------------------------------------
@@ -201,15 +246,16 @@ class RandomDecisions:
 
 class Behaviour:
     """A session's behaviour policy with ε-exploration; with ``oracle`` it also labels every round
-    into ``rows`` (the oracle's index and values, features, decision played, behaviour code)."""
+    into ``rows`` (the oracle's index and values, features, decision played, behaviour code).
+    ``team``: whether oracles count the session's jobs as a teammate's (fleet mode)."""
 
     def __init__(
         self, base: Any, code: int, decisions: list[Decision], epsilon: float, rng: np.random.Generator,
-        oracle: MyopicOracle | None, rows: list[tuple] | None,
+        oracle: MyopicOracle | None, rows: list[tuple] | None, team: bool,
     ) -> None:  # fmt: skip
         self.base, self.code, self.decisions, self.epsilon, self.rng = base, code, decisions, epsilon, rng
         self.index = {d: j for j, d in enumerate(decisions)}
-        self.oracle, self.rows = oracle, rows
+        self.oracle, self.rows, self.team = oracle, rows, team
         self.observes = oracle is not None or getattr(base, "observes", True)
 
     def decide(self, session: Any) -> Decision:
@@ -228,13 +274,15 @@ class Behaviour:
 
 def _behaviour_factory(
     scenario: Scenario, seed: int, decisions: list[Decision], spec: BehaviourSpec, record: int,
-    rows: list[tuple],
+    rows: list[tuple], mode: str, learner: str | None,
 ) -> ControllerFactory:  # fmt: skip
     names = list(spec.mix)
     weights = np.array([spec.mix[n] for n in names], dtype=np.float64)
     weights /= weights.sum()
     policies = {n: parse_policy(n, scenario) for n in names if n not in BEHAVIOURS}
     background = {g.name: parse_policy(g.policy, scenario) for g in scenario.devices if g.policy is not None}
+    tenants = parse_policy(scenario.control.policy, scenario) if mode == "ego" else None
+    learned = parse_policy(learner, scenario) if learner is not None else None
     switch = {"random": 1.0, "sticky-random": 1.0 / max(spec.sticky_rounds, 1.0), "random-fixed": 0.0}
     built = 0
 
@@ -242,24 +290,35 @@ def _behaviour_factory(
         nonlocal built
         if group.policy is not None:
             return background[group.name](group)
+        if tenants is not None and built > 0:
+            return tenants(group)  # ego mode: every foreground session after the ego
         k, built = built, built + 1
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_BEHAVIOUR_KEY, k)))
-        code = int(rng.choice(len(names), p=weights))
-        name = names[code]
-        base = RandomDecisions(decisions, rng, switch[name]) if name in BEHAVIOURS else policies[name](group)
+        if learned is not None and rng.random() < spec.learner_share:
+            code, base = len(names), learned(group)
+        else:
+            code = int(rng.choice(len(names), p=weights))
+            name = names[code]
+            if name in BEHAVIOURS:
+                base = RandomDecisions(decisions, rng, switch[name])
+            else:
+                base = policies[name](group)
         labelled = k < record
         oracle = MyopicOracle(decisions) if labelled else None
-        return Behaviour(base, code, decisions, spec.epsilon, rng, oracle, rows if labelled else None)
+        rows_k = rows if labelled else None
+        return Behaviour(base, code, decisions, spec.epsilon, rng, oracle, rows_k, team=mode == "fleet")
 
     return build
 
 
 def run_task(
-    task: CollectTask, scenario: Scenario, decisions: list[Decision], spec: BehaviourSpec, record: int
-) -> dict[str, np.ndarray]:
-    """Simulate one task and return its arrays (``wc_dnn.dataset.ARRAYS``)."""
+    task: CollectTask, scenario: Scenario, decisions: list[Decision], spec: BehaviourSpec, record: int,
+    learner: str | None = None,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Simulate one task and return its arrays (``wc_dnn.dataset.ARRAYS``); ``learner``: the
+    ``torchscript:PATH`` spec of a DAgger learner to mix into the behaviour."""
     rows: list[tuple] = []
-    factory = _behaviour_factory(scenario, task.seed, decisions, spec, record, rows)
+    factory = _behaviour_factory(scenario, task.seed, decisions, spec, record, rows, task.mode, learner)
     simulation(scenario, factory, task.seed).run()
     n = len(rows)
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(ARRAYS)
@@ -276,17 +335,33 @@ def run_task(
 
 def _work(
     task: CollectTask, scenario: Scenario, decisions: list[Decision], spec: BehaviourSpec, record: int,
-    out: Path, version: str,
+    out: Path, version: str, learner: str | None,
 ) -> int:  # fmt: skip
     """A worker's job: run the task and write its shard atomically; returns its rows."""
-    arrays = run_task(task, scenario, decisions, spec, record)
+    if learner is not None:
+        import torch  # lazy: only a learner needs torch
+
+        torch.set_num_threads(1)  # the workers are the parallelism; batch-1 decisions gain nothing
+    arrays = run_task(task, scenario, decisions, spec, record, learner)
     meta = {**task.record(), "task": task.id, "rows": len(arrays["label"]), "code_version": version}
     write_shard(out / task.file, arrays, meta)
     return len(arrays["label"])
 
 
+def _learner_record(spec: str | None) -> dict[str, str] | None:
+    if spec is None:
+        return None
+    path = spec.removeprefix("torchscript:")
+    return {"path": os.path.abspath(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+
+
 def sidecar(config: WCDNNConfig, plan: Plan) -> dict[str, Any]:
-    """The dataset's description (see :mod:`wc_dnn.dataset`)."""
+    """The dataset's description (see :mod:`wc_dnn.dataset`). ``config_hash`` covers the collect
+    section and, with a learner, the learner file's sha256: a new learner makes a new dataset."""
+    learner = _learner_record(plan.learner)
+    digest = config_hash(config.collect)
+    if learner is not None:
+        digest = hashlib.sha256(f"{digest}+learner:{learner['sha256']}".encode()).hexdigest()
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -298,7 +373,8 @@ def sidecar(config: WCDNNConfig, plan: Plan) -> dict[str, Any]:
         "behaviours": plan.behaviours,
         "name": config.name,
         "collect": config.collect.model_dump(mode="json"),
-        "config_hash": config_hash(config.collect),
+        "learner": learner,
+        "config_hash": digest,
         "code_version": code_version(),
         "objective": "MyopicOracle.label: E[committed] − ρ·(E[round time] + X) per candidate, in tokens; "
         "ρ the oracle's rate (tokens/s); value[label] is the largest",
@@ -319,19 +395,22 @@ def done_tasks(out: Path, plan: Plan) -> set[str]:
 
 
 def collect(
-    config: WCDNNConfig, out: str | Path, jobs: int | None = None, progress: bool = False
-) -> dict[str, Any]:
+    config: WCDNNConfig, out: str | Path, jobs: int | None = None, progress: bool = False,
+    learner: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Collect (or finish collecting) ``config``'s dataset into ``out``; returns a summary.
 
-    ``jobs``: worker processes (default: one per CPU; 1 runs here). A folder holding another
-    config's dataset is refused; one holding this config's is resumed: complete shards are kept,
-    missing or unreadable ones (and temporary files of a killed run) are redone. One collector per
-    folder at a time.
+    ``jobs``: worker processes (default: one per CPU; 1 runs here). ``learner``: an exported
+    controller (``dsd-gym export``) that behaviour sessions run with probability
+    ``behaviour.learner_share`` (DAgger: the states the learner visits, labelled by the oracle). A
+    folder holding another config's dataset is refused; one holding this config's is resumed:
+    complete shards are kept, missing or unreadable ones (and temporary files of a killed run) are
+    redone. One collector per folder at a time.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
-    plan = make_plan(config)
+    plan = make_plan(config, learner)
     described = sidecar(config, plan)
     if (out / SIDECAR).exists():
         existing = read_sidecar(out)
@@ -355,6 +434,7 @@ def collect(
         collect_spec.record_sessions,
         out,
         described["code_version"],
+        plan.learner,
     )
     jobs = min(jobs or os.cpu_count() or 1, max(len(todo), 1))
     rows = 0

@@ -11,12 +11,14 @@ an invalid value fails with one line naming the key, the value and what is allow
       record_sessions: 4             # foreground sessions labelled per simulation (the first built)
       window_choices: null           # override every scenario's control.window_choices (null: keep)
       modes: null                    # override every scenario's control.modes (null: keep)
+      evaluation_modes: [fleet]      # simulate each task in fleet and/or ego mode (as evaluate does)
       scenarios:                     # scenario (shipped name or YAML path), variants, extra ranges
         - {scenario: metro-5g, variants: 4, randomize: {...}}
       behaviour:                     # the behaviour policy: a mix drawn per session
         mix: {random: 1, sticky-random: 1, random-fixed: 1, heuristic: 1, oracle: 1}
         epsilon: 0.1                 # per round: a uniformly random allowed decision instead
         sticky_rounds: 20            # mean rounds a sticky-random decision is held
+        learner_share: 0.5           # with collect --learner: sessions that run the learner instead
     train: {...}                     # the network and its optimisation (wc_dnn.train)
     awc: {...}                       # the runtime logic baked into the export (wc_dnn.awc)
 
@@ -29,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -80,7 +82,8 @@ class BehaviourSpec(Model):
     """The behaviour policy. Each foreground session draws one entry of ``mix`` (weights, > 0) when it
     is built: a policy spec (``heuristic``, ``analytic``, ``oracle``, ``fixed:4`` ...) or one of
     ``random``, ``sticky-random``, ``random-fixed``. Then every round, with probability ``epsilon``, a
-    uniformly random allowed decision replaces the one it chose."""
+    uniformly random allowed decision replaces the one it chose. With ``dsd-gym collect --learner
+    PATH`` (DAgger), a session runs the exported learner instead with probability ``learner_share``."""
 
     mix: dict[str, PositiveFloat] = Field(
         default={"random": 1.0, "sticky-random": 1.0, "random-fixed": 1.0, "heuristic": 1.0, "analytic": 1.0},
@@ -88,17 +91,31 @@ class BehaviourSpec(Model):
     )
     epsilon: Probability = 0.1
     sticky_rounds: PositiveFloat = 20.0
+    learner_share: Probability = 0.5
 
 
 class CollectSpec(Model):
+    """``evaluation_modes``: how each (variant, seed) is simulated, once per entry — ``fleet`` (every
+    foreground session runs a behaviour, and the oracle labels count every one as a teammate) or
+    ``ego`` (the first foreground session runs a behaviour and is labelled, the others run the
+    scenario's ``control.policy``), so the dataset holds the states of both evaluate modes."""
+
     seed: NonNegInt = 0
     duration_s: PositiveFloat = 20.0
     seeds: PositiveInt = 1
     record_sessions: PositiveInt = 4
     window_choices: list[PositiveInt] | None = None
     modes: list[str] | None = None
+    evaluation_modes: list[Literal["fleet", "ego"]] = Field(default=["fleet"], min_length=1)
     scenarios: list[ScenarioSpec] = Field(min_length=1)
     behaviour: BehaviourSpec = BehaviourSpec()
+
+    @field_validator("evaluation_modes")
+    @classmethod
+    def _evaluation_modes(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"must be distinct; got {v}")
+        return v
 
     @field_validator("modes")
     @classmethod
@@ -135,10 +152,12 @@ class ModelSpec(Model):
 class TrainSpec(Model):
     """Optimisation. Loss per row: Huber(γ̂ − γ*; ``huber_delta``) over rows whose oracle decision has
     a window (not autoregressive) + ``mode_weight`` · cross-entropy(mode logits, oracle mode) with a
-    mode head. Adam(``lr``, ``weight_decay``), minibatches of ``batch_size`` rows reshuffled every
-    epoch; at most ``epochs`` epochs, stopping after ``patience`` epochs without a validation loss
-    below the best by more than ``min_delta``. ``val_fraction`` of each scenario's variants (at least
-    one, for a scenario with two or more) are held out for validation."""
+    mode head + ``regret_weight`` · the regret of γ̂ and of the mode head's softmax by the oracle's
+    per-candidate values (:mod:`wc_dnn.train`). Adam(``lr``, ``weight_decay``), minibatches of
+    ``batch_size`` rows reshuffled every epoch; at most ``epochs`` epochs, stopping after ``patience``
+    epochs without a validation loss below the best by more than ``min_delta``. ``val_fraction`` of
+    each scenario's variants (at least one, for a scenario with two or more) are held out for
+    validation."""
 
     seed: NonNegInt = 0
     epochs: PositiveInt = 30
@@ -147,6 +166,7 @@ class TrainSpec(Model):
     weight_decay: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     huber_delta: PositiveFloat = 1.0
     mode_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
+    regret_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
     patience: PositiveInt = 5
     min_delta: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1e-4
     val_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.25

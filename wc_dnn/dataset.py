@@ -19,6 +19,7 @@ reads back whole is done.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -42,6 +43,7 @@ __all__ = [
     "ShardError",
     "decision_records",
     "load_dataset",
+    "merge_datasets",
     "read_shard",
     "read_sidecar",
     "write_json",
@@ -243,4 +245,41 @@ def load_dataset(directory: str | Path) -> Dataset:
     return Dataset(
         directory, sidecar, candidates, arrays, np.concatenate(group_parts), groups,
         np.concatenate(scenario_parts), scenarios,
+    )  # fmt: skip
+
+
+def merge_datasets(datasets: list[Dataset]) -> Dataset:
+    """The union of datasets with the same candidates (e.g. a dataset and its DAgger rounds).
+
+    Rows keep their scenario variant by name (``"<scenario>/v<k>"``), so a variant present in several
+    parts is one group and validation holds it out in all of them. The sidecar is the first part's,
+    with ``config_hash`` the sha256 of the parts' hashes and ``parts`` listing them.
+    """
+    if len(datasets) == 1:
+        return datasets[0]
+    first = datasets[0]
+    for other in datasets[1:]:
+        if other.candidates != first.candidates:
+            raise UserError(
+                f"dataset {other.directory}: offers other decisions than {first.directory}; "
+                "train on datasets of the same window choices and modes"
+            )
+    groups = list(dict.fromkeys(g for d in datasets for g in d.groups))
+    scenarios = list(dict.fromkeys(s for d in datasets for s in d.scenarios))
+    hashes = [d.sidecar["config_hash"] for d in datasets]
+    sidecar = {
+        **first.sidecar,
+        "config_hash": hashlib.sha256("+".join(hashes).encode()).hexdigest(),
+        "parts": [
+            {"directory": str(d.directory), "config_hash": h, "rows": d.rows}
+            for d, h in zip(datasets, hashes, strict=True)
+        ],
+    }
+    remap = [np.array([groups.index(g) for g in d.groups], dtype=np.int32) for d in datasets]
+    remap_s = [np.array([scenarios.index(s) for s in d.scenarios], dtype=np.int32) for d in datasets]
+    return Dataset(
+        first.directory, sidecar, first.candidates,
+        {name: np.concatenate([d.arrays[name] for d in datasets]) for name in ARRAYS},
+        np.concatenate([r[d.group] for d, r in zip(datasets, remap, strict=True)]), groups,
+        np.concatenate([r[d.scenario] for d, r in zip(datasets, remap_s, strict=True)]), scenarios,
     )  # fmt: skip

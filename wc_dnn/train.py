@@ -12,7 +12,15 @@ scenario's name), are validation; every row of a variant is on one side.
 
     L = mean_{rows with γ* > 0} Huber_δ(γ̂ − γ*) + w_mode · mean_{rows} CE(ℓ over the enabled modes, mode*)
 
-(autoregressive rows have no window, so only their mode is learnt). Adam, minibatches reshuffled
+(autoregressive rows have no window, so only their mode is learnt), plus, with ``regret_weight`` w_r > 0,
+w_r times the regret the decision costs by the oracle's own per-candidate values (tokens):
+
+    mean_{rows with γ* > 0} r_{mode*}(clamp(γ̂)) + mean_{rows} Σ_m softmax(ℓ)_m · R_m
+
+where r_m(γ) interpolates value[d*] − value[(g, m)] linearly between neighbouring windows g (zero
+at γ*, flat where the values are flat: a window error that costs nothing is not punished) and R_m =
+value[d*] − max_g value[(g, m)] is what choosing mode m costs at best. The Huber and cross-entropy
+terms keep γ̂ and ℓ anchored where the regret is flat. Adam, minibatches reshuffled
 each epoch by a seeded generator, one thread by default: a seed gives the same weights on every run.
 
 **Validation metrics** (per epoch, TensorBoard and ``history``): the loss; ``gamma_mae`` =
@@ -39,6 +47,7 @@ import math
 import sys
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +61,7 @@ from dsd_gym.sim.controller import Decision, Mode
 from wc_dnn.awc import MODE_NAMES
 from wc_dnn.checkpoint import load_checkpoint, save_checkpoint
 from wc_dnn.config import WCDNNConfig, config_hash, parse_config
-from wc_dnn.dataset import Dataset, decision_records, load_dataset
+from wc_dnn.dataset import Dataset, decision_records, load_dataset, merge_datasets
 from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig
 
 __all__ = ["Split", "Targets", "evaluate", "split_by_variant", "targets", "train"]
@@ -114,11 +123,44 @@ def targets(candidates: list[Decision]) -> Targets:
     )
 
 
+def regret_tables(values: np.ndarray, label: np.ndarray, t: Targets) -> tuple[np.ndarray, np.ndarray]:
+    """Per row (finite values): value[d*] − value[(g, mode*)] for each window g ([N, K]; zeros when
+    d* is autoregressive), and value[d*] − max_g value[(g, m)] for each enabled mode m ([N, M])."""
+    values = values.astype(np.float64)
+    rows = np.arange(len(label))
+    best = values[rows, label]
+    mode_star = t.mode[label]
+    window = np.zeros((len(label), len(t.windows)))
+    for k, g in enumerate(t.windows):
+        for m in t.enabled:
+            j = t.index.get((g, m))
+            if j is not None:
+                chosen = mode_star == m
+                window[chosen, k] = best[chosen] - values[chosen, j]
+    by_mode = np.stack([values[:, t.mode == m].max(axis=1) for m in t.enabled], axis=1)
+    return window.astype(np.float32), (best[:, None] - by_mode).astype(np.float32)
+
+
+def _interpolated(windows: Tensor, table: Tensor, gamma: Tensor) -> Tensor:
+    """table [N, K] over ``windows`` [K] (ascending), linearly interpolated at clamped ``gamma``."""
+    if len(windows) == 1:
+        return table[:, 0]
+    clamped = gamma.clamp(float(windows[0]), float(windows[-1]))
+    hi = torch.searchsorted(windows, clamped.detach()).clamp(1, len(windows) - 1)
+    lo = hi - 1
+    w_lo, w_hi = windows[lo], windows[hi]
+    frac = (clamped - w_lo) / (w_hi - w_lo)
+    r_lo = table.gather(1, lo[:, None]).squeeze(1)
+    r_hi = table.gather(1, hi[:, None]).squeeze(1)
+    return r_lo + frac * (r_hi - r_lo)
+
+
 def _losses(
     net: WindowNet, z: Tensor, gamma: Tensor, mode: Tensor, has_window: Tensor, enabled: Tensor,
-    cfg: Any,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
-    """(total, Huber part, CE part, γ̂, logits over the enabled modes) of a batch."""
+    cfg: Any, regret: tuple[Tensor, Tensor, Tensor],
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """(total, Huber part, CE part, regret part, γ̂, logits over the enabled modes) of a batch;
+    ``regret``: the windows [K] and the batch's two :func:`regret_tables`."""
     gamma_hat, logits = net(z)
     if bool(has_window.any()):
         huber = nn.functional.huber_loss(gamma_hat[has_window], gamma[has_window], delta=cfg.huber_delta)
@@ -126,7 +168,16 @@ def _losses(
         huber = gamma_hat.sum() * 0.0
     logits = logits[:, enabled]
     ce = nn.functional.cross_entropy(logits, mode) if net.has_mode_head else huber * 0.0
-    return huber + cfg.mode_weight * ce, huber, ce, gamma_hat, logits
+    total = huber + cfg.mode_weight * ce
+    regret_loss = huber * 0.0
+    if cfg.regret_weight > 0:
+        windows, window_regret, mode_regret = regret
+        if bool(has_window.any()):
+            regret_loss = _interpolated(windows, window_regret[has_window], gamma_hat[has_window]).mean()
+        if net.has_mode_head:
+            regret_loss = regret_loss + (logits.softmax(dim=1) * mode_regret).sum(dim=1).mean()
+        total = total + cfg.regret_weight * regret_loss
+    return total, huber, ce, regret_loss, gamma_hat, logits
 
 
 def _nearest(windows: np.ndarray, gamma: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -150,11 +201,16 @@ def evaluate(
     enabled = torch.tensor(t.enabled)
     mode_target = torch.from_numpy(np.searchsorted(np.array(t.enabled), mode_star))
     has_window = mode_star != int(Mode.AUTOREGRESSIVE)
+    window_regret, mode_regret = regret_tables(arrays["values"][rows], label, t)
+    regret_inputs = (
+        torch.tensor(t.windows, dtype=torch.float32), torch.from_numpy(window_regret),
+        torch.from_numpy(mode_regret),
+    )  # fmt: skip
     net.eval()
     with torch.no_grad():
-        loss, huber, ce, gamma_hat, logits = _losses(
+        loss, huber, ce, regret_loss, gamma_hat, logits = _losses(
             net, norm(features), torch.from_numpy(gamma_star), mode_target, torch.from_numpy(has_window),
-            enabled, cfg,
+            enabled, cfg, regret_inputs,
         )  # fmt: skip
     net.train()
     gamma_hat = gamma_hat.numpy().astype(np.float64)
@@ -176,6 +232,7 @@ def evaluate(
         "loss": float(loss),
         "huber": float(huber),
         "mode_ce": float(ce),
+        "regret_loss": float(regret_loss),
         "gamma_mae": _masked_mean(np.abs(gamma_hat - gamma_star), has_window),
         "decision_gamma_mae": _masked_mean(np.abs(rounded - gamma_star), has_window),
         "mode_accuracy": float(np.mean(mode_hat == mode_star)),
@@ -203,7 +260,7 @@ def _model_config(config: WCDNNConfig, t: Targets) -> dict[str, Any]:
 def _log(writer: Any, epoch: int, train_loss: float, val: dict[str, float]) -> None:
     writer.add_scalar("loss/train", train_loss, epoch)
     writer.add_scalar("loss/val", val["loss"], epoch)
-    for key in ("huber", "mode_ce"):
+    for key in ("huber", "mode_ce", "regret_loss"):
         writer.add_scalar(f"loss/val_{key}", val[key], epoch)
     for key in ("gamma_mae", "decision_gamma_mae", "mode_accuracy", "decision_accuracy", "regret"):
         writer.add_scalar(f"val/{key}", val[key], epoch)
@@ -211,15 +268,17 @@ def _log(writer: Any, epoch: int, train_loss: float, val: dict[str, float]) -> N
 
 
 def train(
-    config: WCDNNConfig, data: str | Path, out: str | Path, resume: bool = False,
+    config: WCDNNConfig, data: str | Path | Sequence[str | Path], out: str | Path, resume: bool = False,
     stop_after: int | None = None, progress: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Train (or, with ``resume``, continue) and return the summary written to ``metrics.json``.
 
+    ``data``: a dataset folder, or several to train on their union (:func:`merge_datasets`).
     ``stop_after``: end after that many epochs of this call, as an interruption would (tests use it).
     """
     out = Path(out)
-    dataset = load_dataset(data)
+    folders = [data] if isinstance(data, (str, Path)) else list(data)
+    dataset = merge_datasets([load_dataset(d) for d in folders])
     cfg = config.train
     if resume:
         checkpoint = load_checkpoint(out / LAST)
@@ -230,7 +289,8 @@ def train(
                 "resume with the same config, or give a new --out"
             )
         if checkpoint["dataset"]["config_hash"] != dataset.sidecar["config_hash"]:
-            raise UserError(f"--resume {out}: the run was trained on another dataset than {data}")
+            where = ", ".join(map(str, folders))
+            raise UserError(f"--resume {out}: the run was trained on another dataset than {where}")
     else:
         if (out / LAST).exists():
             raise UserError(
@@ -269,21 +329,27 @@ def train(
         mode = torch.from_numpy(np.searchsorted(np.array(t.enabled), t.mode[label]))
         has_window = torch.from_numpy(t.mode[label] != int(Mode.AUTOREGRESSIVE))
         enabled = torch.tensor(t.enabled)
+        window_regret, mode_regret = (
+            torch.from_numpy(a) for a in regret_tables(arrays["values"][split.train], label, t)
+        )
+        windows = torch.tensor(t.windows, dtype=torch.float32)
         z_all = norm(features).detach()
         n = len(label)
         run_epochs = 0
         start = time.perf_counter()
         provenance = {
-            "directory": str(Path(data)), "config_hash": dataset.sidecar["config_hash"], "rows": dataset.rows,
-            "train_rows": int(n), "val_rows": int(len(split.val)), "val_groups": split.val_groups,
+            "directory": ", ".join(str(Path(d)) for d in folders),
+            "config_hash": dataset.sidecar["config_hash"], "rows": dataset.rows, "train_rows": int(n),
+            "val_rows": int(len(split.val)), "val_groups": split.val_groups,
         }  # fmt: skip
         while not stopped and epoch < cfg.epochs and (stop_after is None or run_epochs < stop_after):
             order = torch.randperm(n, generator=shuffle)
             total = 0.0
             for i in range(0, n, cfg.batch_size):
                 batch = order[i : i + cfg.batch_size]
+                regret = (windows, window_regret[batch], mode_regret[batch])
                 loss, *_ = _losses(
-                    net, z_all[batch], gamma[batch], mode[batch], has_window[batch], enabled, cfg
+                    net, z_all[batch], gamma[batch], mode[batch], has_window[batch], enabled, cfg, regret
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

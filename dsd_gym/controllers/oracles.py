@@ -27,12 +27,13 @@ whole batch — is charged for the rounds it displaces; maximising each round's 
 and ``regime-shift`` in ego mode, the long-run ρ at or above it.
 
 X_d prices, at the same rate, the time the round's job costs its *teammates'* jobs on a shared
-target (:meth:`RoundModel.evaluate`): the sessions that run an oracle too (:func:`teammate`). The
-oracle maximises the throughput of the sessions that run it — the whole fleet in fleet mode, its
-own session in ego mode (X = 0: the others are a fixed policy's tenants, and their time is not
-what it is judged on). Without X, oracles that all run in a fleet pick windows whose verify tokens
-and cloud-draft passes slow everyone else down (a busy target loses ~10 % of its throughput that
-way); with X in ego mode the oracle yielded time to tenants it is not measured on.
+target (:meth:`RoundModel.evaluate`): the sessions that run an oracle too (:func:`teammate`: a
+controller whose ``team`` is set). The oracle maximises the throughput of the sessions that run it
+— the whole fleet in fleet mode, its own session in ego mode (X = 0: the others are a fixed
+policy's tenants, and their time is not what it is judged on). Without X, oracles that all run in
+a fleet pick windows whose verify tokens and cloud-draft passes slow everyone else down (a busy
+target loses ~10 % of its throughput that way); with X in ego mode the oracle yielded time to
+tenants it is not measured on.
 
 >>> from dsd_gym.config import load_scenario
 >>> from dsd_gym.runner import simulate
@@ -478,10 +479,13 @@ def _fused_options(
 
 
 def teammate(session: Session) -> bool:
-    """Whether ``session``'s jobs count in X: it runs an oracle too. The oracle maximises the
-    throughput of the sessions that run it — the fleet's in fleet mode, its own in ego mode — so the
-    time a round costs their jobs is priced, and other tenants' (and stochastic background) is not."""
-    return isinstance(session.controller, MyopicOracle)
+    """Whether ``session``'s jobs count in X: its controller's class attribute ``team`` is true (an
+    oracle's is; a controller without one is not a teammate). The oracle maximises the throughput of
+    the sessions that run it — the fleet's in fleet mode, its own in ego mode — so the time a round
+    costs their jobs is priced, and other tenants' (and stochastic background) is not. Dataset
+    collection marks its fleet-mode behaviour sessions ``team`` too, so its labels price the time a
+    round costs the rest of the fleet as the oracle does in a fleet of oracles."""
+    return getattr(session.controller, "team", False)
 
 
 def _in_flight(session: Session, target: Target, now: float) -> list[_Work]:
@@ -654,6 +658,7 @@ class MyopicOracle:
     """
 
     observes = False  # reads the session's privileged state, not its telemetry
+    team = True  # its jobs count in the X of other oracles (:func:`teammate`)
 
     def __init__(self, decisions: list[Decision]) -> None:
         self.decisions = decisions
