@@ -29,6 +29,7 @@ from dsd_gym.sim import Decision, Mode, RoundRecord, Session, Simulation
 from dsd_gym.telemetry import FEATURES, HIGH, LOW, TelemetryTracker, table
 
 HORIZON = "horizon"  # the value of the stop event when the horizon ends the episode
+MAX_EMPTY_DRAWS = 100  # simulation seeds reset tries before a horizon too short for any decision fails
 NO_ROUND = {  # the round fields of ``info`` when the step ran no round of the deciding session
     "mode": -1, "gamma": 0, "accepted": 0, "committed": 0, "round_ms": 0.0, "draft_ms": 0.0, "uplink_ms": 0.0,
     "queue_ms": 0.0, "verify_ms": 0.0, "downlink_ms": 0.0, "queue_depth": 0, "batch_size": 0,
@@ -210,8 +211,19 @@ class _DSDBase(gym.Env):
             raise UserError(f"reset options {sorted(unknown)} are unknown; allowed: values")
         sim_seed = int(self.np_random.integers(2**31 - 1))
         values = options["values"] if "values" in options else self.sampler.draw(self.np_random)
-        self._start(sim_seed, dict(values))
-        return self._advance()[0], self._info()
+        # Gymnasium's reset cannot end an episode: when the horizon passes before the first decision
+        # (a late first request), that draw has no episode and the next simulation seed is drawn.
+        for _ in range(MAX_EMPTY_DRAWS):
+            self._start(sim_seed, dict(values))
+            obs, truncated = self._advance()
+            if not truncated:
+                return obs, self._info()
+            sim_seed = int(self.np_random.integers(2**31 - 1))
+        raise UserError(
+            f"horizon_s: value {self.horizon_s!r} ends the episode before the first decision of scenario "
+            f"{self.scenario.name!r} in {MAX_EMPTY_DRAWS} draws; allowed: a horizon longer than the time "
+            "to its first request"
+        )
 
     def _start(self, sim_seed: int, values: dict[str, Any]) -> None:
         scenario = self.sampler.scenario(values)
@@ -407,6 +419,8 @@ time and prefill): no round has been measured yet, so the observation is all zer
 ## Episode End
 
 Never terminates. Truncates when simulated time reaches ``horizon_s`` (the step that crosses it).
+A draw whose first decision would fall after ``horizon_s`` is no episode: ``reset`` draws the next
+simulation seed.
 
 ## Arguments
 

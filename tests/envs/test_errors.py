@@ -6,6 +6,7 @@ import warnings
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import pytest
 
 import dsd_gym  # noqa: F401  (registers the ids)
@@ -107,6 +108,28 @@ def test_bad_reset_options_fail_with_one_line() -> None:
     _one_line(info.value, ("no", "unknown key"))
     env.reset(seed=0, options={"values": {}})  # the env is still usable after a refused reset
     env.step(0)
+
+
+def test_a_horizon_that_ends_before_the_first_decision_fails_at_reset_with_one_line() -> None:
+    env = gym.make("dsd_gym/DSD-v0", horizon_s=0.001)
+    with pytest.raises(ValueError) as info:
+        env.reset(seed=0)
+    _one_line(info.value, ("horizon_s", "0.001", "first decision", "allowed"))
+
+
+def test_reset_redraws_a_simulation_whose_first_decision_falls_after_the_horizon() -> None:
+    # lan-edge's first requests arrive after a random think time: with a 2 s horizon some draws have
+    # no decision in the horizon, and reset must still return a deciding session, reproducibly.
+    env, again = (gym.make("dsd_gym/DSD-lan-edge-v0", horizon_s=2.0) for _ in range(2))
+    redrawn = 0
+    for seed in range(12):
+        obs, _ = env.reset(seed=seed)
+        assert env.unwrapped.deciding is not None
+        first_sim_seed = int(np.random.default_rng(seed).integers(2**31 - 1))
+        redrawn += env.unwrapped._episode[0] != first_sim_seed
+        np.testing.assert_array_equal(obs, again.reset(seed=seed)[0])
+        env.step(0)
+    assert redrawn > 0, "the test should exercise a redraw"
 
 
 def test_step_before_reset_is_refused() -> None:
