@@ -13,7 +13,6 @@ medians, and read p10/p90 as the spread.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -28,10 +27,12 @@ from agents.export import export_run
 from agents.train import DEFAULT_ENV, train
 from dsd_gym.config import load_scenario
 from dsd_gym.controllers.rl_algos import ALGOS
-from dsd_gym.evaluation.report import write_text
 from dsd_gym.runner import build
 from dsd_gym.runtime import load_controller
 from dsd_gym.runtime.latency import decision_latency_us
+
+sys.path.insert(0, str(Path(__file__).parent))
+from run import emit  # noqa: E402  (benchmarks/ is not a package)
 
 
 def _tiny_run(algo: str, folder: Path) -> Path:
@@ -88,11 +89,7 @@ def main() -> int:
                 **decision_latency_us(controller.module, features, calls=args.calls),
             }
     result["wall_s"] = round(time.time() - started, 1)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_text(args.out, text + "\n")
+    emit(result, args.out)
     return 0
 
 

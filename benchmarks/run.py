@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from dsd_gym.bench import run_benchmarks, run_env_benchmarks
 from dsd_gym.config import load_scenario
+from dsd_gym.evaluation.report import write_text
 from dsd_gym.runner import simulate
 from dsd_gym.sim import expected_tokens_per_round
 
@@ -51,13 +51,13 @@ def theory_errors(duration_s: float = 2000.0) -> dict:
     return {"rows": rows, "max_abs_rel_error": worst, "tolerance": 0.01, "met": worst <= 0.01}
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+def emit(result: dict[str, Any], out: Path | None) -> None:
+    """Print a benchmark's JSON document and, with ``out``, write it there atomically."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text(out, text + "\n")
 
 
 def main() -> int:
@@ -71,10 +71,7 @@ def main() -> int:
     print("theory grid on `ideal` ...", file=sys.stderr)
     result["theory"] = theory_errors(200.0 if args.quick else 2000.0)
     result["wall_s"] = round(time.time() - started, 1)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        write_atomic(args.out, text + "\n")
+    emit(result, args.out)
     return 0
 
 

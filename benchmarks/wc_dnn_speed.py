@@ -32,7 +32,7 @@ from wc_dnn.export import decision_latency_us, export_checkpoint
 from wc_dnn.train import BEST, train
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import write_atomic  # noqa: E402  (benchmarks/ is not a package)
+from run import emit  # noqa: E402  (benchmarks/ is not a package)
 
 
 def repeat_dataset(source: Path, out: Path, rows: int) -> int:
@@ -86,10 +86,7 @@ def main() -> int:
         module = torch.jit.load(str(controller))
         latency = decision_latency_us(module)
         result["latency"] = {**latency, "target_us": 20, "met": latency["forward_us"]["median"] <= 20}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        write_atomic(args.out, text + "\n")
+    emit(result, args.out)
     return 0
 
 
