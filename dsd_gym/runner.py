@@ -47,6 +47,20 @@ def controllers_for(scenario: Scenario, policy: str | None) -> Callable[[DeviceG
     return build
 
 
+def check_ego(scenario: Scenario, where: str, remedy: str) -> None:
+    """Ego mode's needs, one line naming ``where`` and ``remedy`` if unmet: a closed-loop workload (the
+    ego is a session that lives for the whole run) and a valid ``control.policy`` for the others."""
+    if scenario.workload.kind != "closed_loop":
+        raise UserError(
+            f"{where}: ego mode needs a closed_loop workload (the ego is a session that lives for the "
+            f"whole run); workload.kind is {scenario.workload.kind!r}; {remedy}"
+        )
+    try:
+        parse_policy(scenario.control.policy, scenario)
+    except UserError as exc:
+        raise UserError(f"{where}: control.policy (the other sessions in ego mode): {exc}") from None
+
+
 def ego_controllers(scenario: Scenario, policy: str | None) -> Callable[[DeviceGroup], Any]:
     """The first foreground session runs ``policy``; the other foreground sessions the scenario's
     ``control.policy``; background groups their own.

@@ -56,7 +56,7 @@ from dsd_gym.controllers import parse_policy
 from dsd_gym.controllers.oracles import MyopicOracle, candidates
 from dsd_gym.envs.randomization import ScenarioSampler
 from dsd_gym.errors import UserError
-from dsd_gym.runner import simulation
+from dsd_gym.runner import check_ego, simulation
 from dsd_gym.runtime import feature_metadata
 from dsd_gym.sim.controller import ControllerFactory, Decision
 from dsd_gym.telemetry import FEATURES
@@ -195,7 +195,7 @@ def make_plan(config: WCDNNConfig, learner: str | os.PathLike[str] | None = None
                 except UserError as exc:
                     raise UserError(f"--learner on {name}: {exc}") from None
             if "ego" in collect.evaluation_modes:
-                _check_ego(scenario, where)
+                check_ego(scenario, where, "drop ego from collect.evaluation_modes")
             for mode in collect.evaluation_modes:
                 ego = (_EGO_KEY,) if mode == "ego" else ()
                 prefix = f"{slug}.ego" if mode == "ego" else slug
@@ -209,19 +209,6 @@ def make_plan(config: WCDNNConfig, learner: str | os.PathLike[str] | None = None
                     by_task[task.id] = scenario
     assert dataset_candidates is not None
     return Plan(tuple(tasks), by_task, dataset_candidates, behaviours, learner_spec)
-
-
-def _check_ego(scenario: Scenario, where: str) -> None:
-    """Ego mode's needs (those of ``dsd-gym evaluate --mode ego``), one line if unmet."""
-    if scenario.workload.kind != "closed_loop":
-        raise UserError(
-            f"{where}: collect.evaluation_modes has ego, which needs a closed_loop workload; "
-            f"workload.kind is {scenario.workload.kind!r}"
-        )
-    try:
-        parse_policy(scenario.control.policy, scenario)
-    except UserError as exc:
-        raise UserError(f"{where}: control.policy (the other sessions in ego mode): {exc}") from None
 
 
 # -- behaviours ---------------------------------------------------------------------------------

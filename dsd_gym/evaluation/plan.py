@@ -18,7 +18,7 @@ from dsd_gym.config.loader import list_scenarios, parse_override, read_scenario
 from dsd_gym.config.schema import Scenario
 from dsd_gym.controllers import REGISTRY, fixed_policies, parse_policy
 from dsd_gym.errors import UserError
-from dsd_gym.runner import MODES
+from dsd_gym.runner import MODES, check_ego
 
 BEST_FIXED = "best-fixed"  # the best fixed decision in hindsight, per variant, on the same seeds
 REFERENCE = "fixed:4"  # the DSD authors' default window (DESIGN §8)
@@ -171,17 +171,7 @@ def make_plan(
     for variant in variants:
         scenario = variant.scenario
         if mode == "ego":
-            if scenario.workload.kind != "closed_loop":
-                raise UserError(
-                    f"{variant.title}: ego mode needs a closed_loop workload (the ego is a session that "
-                    f"lives for the whole run); workload.kind is {scenario.workload.kind!r}; use --mode fleet"
-                )
-            try:
-                parse_policy(scenario.control.policy, scenario)
-            except UserError as exc:
-                raise UserError(
-                    f"{variant.title}: control.policy (the other sessions in ego mode): {exc}"
-                ) from None
+            check_ego(scenario, variant.title, "use --mode fleet")
         for spec in requested:
             _check(spec, variant, mode)
         specs = [p for p in requested if p != BEST_FIXED]
