@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from dsd_gym.config.loader import read_scenario
 from wc_dnn.collect import collect
 from wc_dnn.config import WCDNNConfig, parse_config
 
@@ -33,6 +34,17 @@ TINY: dict[str, Any] = {
 }
 
 
+def _metro_with_sessions(folder: Path, count: int, name: str) -> str:
+    """A scenario file: metro-5g with ``count`` foreground sessions and no randomisation."""
+    raw = read_scenario("metro-5g").data
+    raw["devices"][0]["count"] = count
+    raw["name"] = name
+    raw.pop("randomize")
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
 def _tiny_config(**changes: Any) -> WCDNNConfig:
     """TINY with ``section.key`` changes, e.g. ``tiny_config(**{"train.epochs": 2})``."""
     data = yaml.safe_load(yaml.safe_dump(TINY))
@@ -54,6 +66,13 @@ def _write_config(path: Path, config: WCDNNConfig) -> Path:
 def tiny_config() -> Callable[..., WCDNNConfig]:
     """TINY with dotted changes: ``tiny_config(**{"train.epochs": 2})``."""
     return _tiny_config
+
+
+@pytest.fixture(scope="session")
+def metro_with_sessions() -> Callable[[Path, int, str], str]:
+    """``metro_with_sessions(folder, count, name)``: metro-5g with ``count`` foreground sessions and no
+    randomisation, written to ``folder/<name>.yaml``; returns its path."""
+    return _metro_with_sessions
 
 
 @pytest.fixture

@@ -7,9 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from dsd_gym.config.loader import read_scenario
 from dsd_gym.controllers.oracles import candidates
 from dsd_gym.runner import build
 from dsd_gym.sim.controller import Decision, Mode
@@ -94,15 +92,10 @@ def test_resume_redoes_missing_and_corrupt_shards_only(
     assert load_dataset(out).rows == load_dataset(tiny_dataset).rows
 
 
-def test_labels_are_the_oracles_decisions(tiny_config, tmp_path: Path) -> None:
+def test_labels_are_the_oracles_decisions(tiny_config, metro_with_sessions, tmp_path: Path) -> None:
     """One foreground session whose behaviour is the oracle: its labels are the decisions the
     ``oracle`` policy takes in a run of its own, and the behaviour played exactly those."""
-    raw = read_scenario("metro-5g").data
-    raw["devices"][0]["count"] = 1
-    raw["name"] = "metro-5g-solo"
-    raw.pop("randomize")
-    path = tmp_path / "solo.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path = metro_with_sessions(tmp_path, 1, "metro-5g-solo")
     config = tiny_config(**{
         "collect.scenarios": [{"scenario": str(path), "variants": 1}],
         "collect.duration_s": 8, "collect.record_sessions": 1,

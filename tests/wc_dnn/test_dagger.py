@@ -9,9 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from dsd_gym.config.loader import read_scenario
 from dsd_gym.controllers.fixed import FixedController
 from dsd_gym.controllers.oracles import MyopicOracle, teammate
 from dsd_gym.errors import UserError
@@ -38,15 +36,9 @@ def learner(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def solo(tmp_path: Path) -> str:
+def solo(metro_with_sessions, tmp_path: Path) -> str:
     """metro-5g with two foreground sessions: an ego and one tenant."""
-    raw = read_scenario("metro-5g").data
-    raw["devices"][0]["count"] = 2
-    raw["name"] = "metro-5g-duo"
-    raw.pop("randomize")
-    path = tmp_path / "duo.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return str(path)
+    return metro_with_sessions(tmp_path, 2, "metro-5g-duo")
 
 
 def played_by_ego(scenario, policy: str, seed: int) -> list[Decision]:
