@@ -130,6 +130,13 @@ class AWC(nn.Module):
         self.gamma_dwell = int(config.gamma_dwell)
         self.mode_dwell = int(config.mode_dwell)
         self.choices = [float(g) for g in config.window_choices]  # ascending
+        # Rule 3 as a scan: the nearest choice is the first whose midpoint with the next is >= s (a
+        # tie at the midpoint goes to the smaller window; the last choice's "midpoint" is +inf).
+        # Exact: s is on the 2⁻¹² grid and the choices are integers, so every midpoint and every
+        # comparison is exact in float64.
+        self.midpoints = [
+            (a + b) / 2.0 for a, b in zip(self.choices, self.choices[1:] + [math.inf], strict=True)
+        ]
         self.enabled_modes = [MODE_NAMES.index(name) for name in config.modes]  # ascending codes
         self.autoregressive = int(Mode.AUTOREGRESSIVE)
         self.state_size = STATE_SIZE
@@ -166,11 +173,11 @@ class AWC(nn.Module):
         clamped = min(max(gamma_hat, self.gamma_min), self.gamma_max)
         smoothed = state[1] + self.smoothing * (clamped - state[1]) if started else clamped
         smoothed = math.floor(smoothed * self.grid + 0.5) / self.grid
-        gamma_proposal = self.choices[0]
-        distance = abs(gamma_proposal - smoothed)
-        for choice in self.choices:
-            if abs(choice - smoothed) < distance:  # strict: a tie keeps the smaller window
-                gamma_proposal, distance = choice, abs(choice - smoothed)
+        gamma_proposal = self.choices[-1]
+        for k in range(len(self.choices)):
+            if smoothed <= self.midpoints[k]:
+                gamma_proposal = self.choices[k]
+                break
         mode_proposal = self.enabled_modes[0]
         for code in self.enabled_modes:
             if logits[code] > logits[mode_proposal]:  # strict: a tie keeps the lower code

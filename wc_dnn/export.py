@@ -62,7 +62,8 @@ class WCDNNController(nn.Module):
     the copy's layers, each saving a tensor operation per decision: the normalisation into the first
     layer, W' = W / std (column-wise), b' = b − W' · mean, so W' · x + b' = W · ((x − mean) / std) + b;
     and γ_default into the read-out's bias, b_Δ' = b_Δ + γ_default. ``norm`` itself is kept for the
-    metadata.
+    metadata. For ``forward`` (one session, the runtime's hot path) the Δ and mode read-outs are also
+    stacked into one matrix, so a decision is one matrix-vector product per layer and one ``tolist``.
     """
 
     def __init__(self, norm: FeatureNorm, net: WindowNet, awc: AWCConfig) -> None:
@@ -75,6 +76,9 @@ class WCDNNController(nn.Module):
             stem.bias.sub_(stem.weight @ self.norm.mean.to(stem.weight.dtype))
             self.net.delta.bias.add_(self.net.default_gamma)
             self.net.default_gamma = 0.0  # adding 0.0 is exact: decide's γ̂ is the read-out's output
+            heads = [self.net.delta] + ([self.net.modes] if self.net.has_mode_head else [])
+            self.head_weight = torch.cat([head.weight for head in heads])  # [1 (+ 3 modes), hidden]
+            self.head_bias = torch.cat([head.bias for head in heads])
         self.awc = AWC(awc)
         self.awc_config = awc
         self.session = [0.0] * STATE_SIZE  # forward's state (one session)
@@ -97,16 +101,20 @@ class WCDNNController(nn.Module):
     def forward(self, features: Tensor) -> tuple[int, int]:
         """One session's decision on features [F]; the state stays in the module.
 
-        The same computation as ``decide`` on batch 1 (the network on [1, F], then ``AWC.step``), with
-        fewer tensor operations: no stacking into batch tensors, and no zero logits without a mode head.
+        The same network and ``AWC.step`` as ``decide`` on batch 1, in fewer tensor operations: each
+        layer is one ``addmv`` on the [F] vector (no batch dimension, no transposed weight views), both
+        read-outs are one product, and there are no zero logits without a mode head. A matrix-vector
+        and a one-row matrix product may round differently in the last bit of γ̂; AWC's grid (rule 2
+        of :mod:`wc_dnn.awc`) makes the decisions the same.
         """
-        h = self.net.trunk(features.unsqueeze(0))
-        gamma_hat = float(self.net.delta(h))
-        if self.net.has_mode_head:
-            logit_row: list[float] = self.net.modes(h)[0].tolist()
-        else:
-            logit_row = [0.0] * self.net.n_modes
-        gamma, mode, self.session = self.awc.step(gamma_hat, logit_row, self.session)
+        stem = self.net.stem
+        h = nn.functional.silu(torch.addmv(stem.bias, stem.weight, features))
+        for block in self.net.blocks:
+            inner = nn.functional.silu(torch.addmv(block.inner.bias, block.inner.weight, h))
+            h = torch.addmv(h + block.outer.bias, block.outer.weight, inner)
+        out: list[float] = torch.addmv(self.head_bias, self.head_weight, h).tolist()
+        logit_row = out[1:] if self.net.has_mode_head else [0.0] * self.net.n_modes
+        gamma, mode, self.session = self.awc.step(out[0], logit_row, self.session)
         return gamma, mode
 
 

@@ -52,6 +52,7 @@ from dsd_gym.errors import UserError, first_line
 from dsd_gym.telemetry import FEATURES
 
 __all__ = [
+    "CONTRACT_METHODS",
     "FORMAT",
     "FORMAT_VERSION",
     "KINDS",
@@ -63,6 +64,7 @@ __all__ = [
 ]
 
 METADATA_FILE = "metadata.json"
+CONTRACT_METHODS = ("decide", "initial_state", "reset")  # the scripted module's methods beside forward
 FORMAT = "dsd-gym-controller"
 FORMAT_VERSION = 1
 KINDS = ("wc-dnn", "sb3")  # the kinds this loader understands

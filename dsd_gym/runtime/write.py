@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from dsd_gym.provenance import code_version
-from dsd_gym.runtime.exported import FORMAT, FORMAT_VERSION, METADATA_FILE, MODE_CODES, feature_metadata
+from dsd_gym.runtime.exported import (
+    CONTRACT_METHODS,
+    FORMAT,
+    FORMAT_VERSION,
+    METADATA_FILE,
+    MODE_CODES,
+    feature_metadata,
+)
 
 __all__ = ["INPUT", "metadata_header", "provenance", "save_controller"]
 
@@ -50,8 +57,14 @@ def provenance(created_by: str, inputs: dict[str, Any] | None = None) -> dict[st
 
 
 def save_controller(scripted: Any, out: str | os.PathLike[str], metadata: dict[str, Any]) -> Path:
-    """``torch.jit.save`` the scripted module with ``metadata.json`` inside, atomically: a reader sees
-    the previous file or the new one, never half of one. Returns the path."""
+    """``torch.jit.save`` the scripted module, frozen, with ``metadata.json`` inside, atomically: a
+    reader sees the previous file or the new one, never half of one. Returns the path.
+
+    Freezing (``torch.jit.freeze``) turns the weights into constants and inlines the submodules, which
+    removes the attribute lookups and method calls a decision otherwise pays in the TorchScript
+    interpreter; it keeps the contract's methods (:mod:`dsd_gym.runtime.exported`) and the
+    single-session state ``session`` that ``forward`` and ``reset`` write. Everything else
+    (submodules, helper methods) is gone from the file: its metadata describes them."""
     import torch
 
     out = Path(out)
@@ -60,7 +73,8 @@ def save_controller(scripted: Any, out: str | os.PathLike[str], metadata: dict[s
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.jit.save(scripted, tmp, _extra_files={METADATA_FILE: text})
+        frozen = torch.jit.freeze(scripted.eval(), preserved_attrs=[*CONTRACT_METHODS, "session"])
+        torch.jit.save(frozen, tmp, _extra_files={METADATA_FILE: text})
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

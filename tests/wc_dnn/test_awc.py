@@ -59,6 +59,16 @@ def test_rounding_is_nearest_window_with_ties_to_the_smaller(make) -> None:
     assert gammas(awc, integers) == [nearest_window(choices, int(g)) for g in integers]
 
 
+@pytest.mark.parametrize("choices", [[5], [1, 2, 4, 8], [1, 3, 4, 9, 10, 16], list(range(1, 33))])
+def test_rounding_equals_the_nearest_choice_on_every_grid_point(make, choices) -> None:
+    """Rule 3 on every value s of the 2⁻¹² grid between the bounds (a quarter-token step here, a
+    superset of the grid's midpoints): the choice minimising (|g − s|, g)."""
+    awc = make(window_choices=choices, smoothing=1.0)
+    values = [choices[0] + k / 4 for k in range(4 * (choices[-1] - choices[0]) + 1)]
+    expected = [min(choices, key=lambda g, s=s: (abs(g - s), g)) for s in values]
+    assert [awc.step(s, NO_LOGITS, [0.0] * STATE_SIZE)[0] for s in values] == expected
+
+
 def test_smoothing_is_an_ewma_with_weight_on_the_newest_on_a_grid(make) -> None:
     w = 0.3
     awc = make(smoothing=w, gamma_max=8.0)
