@@ -5,7 +5,9 @@
     dsd-gym bench [--json] [--quick]
     dsd-gym evaluate --scenario S [...] --policy P [...] [--seeds N] [--mode ego|fleet]
                      [--sweep KEY=V1,V2,...] [--json PATH] [--csv PATH] [--plots DIR] [--jobs N]
+                     [--backend processes|ray [--address ADDR]]
     dsd-gym collect --config CONFIG [--out DIR] [--jobs N] [--learner CONTROLLER.pt]
+                    [--backend processes|ray [--address ADDR]]
     dsd-gym train wc-dnn --config CONFIG [--data DIR ...] [--out DIR] [--resume]
     dsd-gym train rl --algo ALGO [--env ID] [--config CONFIG] [--timesteps N] [--seed S] [--out DIR]
                      [--resume]
@@ -29,6 +31,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from dsd_gym.backend import BACKENDS, Backend
 from dsd_gym.errors import UserError
 
 
@@ -57,6 +60,20 @@ def _positive(text: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"value {text!r} is invalid; allowed: an integer >= 1")
     return int(text)
+
+
+def _add_backend(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--jobs", type=_positive, metavar="N",
+        help=f"{what} at once: worker processes, or a local Ray instance's CPUs (default: one per CPU; "
+        "1 with processes: in this process)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="processes",
+        help="processes: worker processes on this machine (default); ray: Ray tasks on the cluster at "
+        "--address, or on a local Ray instance",
+    )  # fmt: skip
+    parser.add_argument("--address", metavar="ADDR", help="a Ray cluster's address (host:port, or auto)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -113,9 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", metavar="PATH", help="write the rows as JSON")
     ev.add_argument("--csv", metavar="PATH", help="write the rows as CSV")
     ev.add_argument("--plots", metavar="DIR", help="write throughput, TPOT and γ-over-time PNGs")
-    ev.add_argument(
-        "--jobs", type=_positive, metavar="N", help="worker processes (default: one per CPU; 1: in-process)"
-    )
+    _add_backend(ev, "simulations")
     ev.add_argument(
         "--no-oracle",
         action="store_true",
@@ -130,9 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     col.add_argument("--config", required=True, help="a WC-DNN config (configs/wc_dnn/<name>.yaml)")
     col.add_argument("--out", help="dataset folder (default: runs/wc_dnn/<name>/data)")
-    col.add_argument(
-        "--jobs", type=_positive, metavar="N", help="worker processes (default: one per CPU; 1: in-process)"
-    )
+    _add_backend(col, "shards")
     col.add_argument(
         "--learner",
         metavar="PATH",
@@ -302,11 +315,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     _output_path("--json", args.json)
     _output_path("--csv", args.csv)
     _output_path("--plots", args.plots, directory=True)
+    backend = Backend(args.backend, args.jobs, args.address)
     plan = make_plan(
         args.scenario, args.policy, args.seeds, args.seed_base, args.mode, args.sweep, args.set,
         oracle=not args.no_oracle, trace=args.plots is not None,
     )  # fmt: skip
-    evaluation = run_plan(plan, args.jobs, progress=True)
+    evaluation = run_plan(plan, backend, progress=True)
     print(table(evaluation))
     if args.json:
         write_text(args.json, to_json(evaluation))
@@ -329,18 +343,32 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _collect(args: argparse.Namespace) -> None:
+def _collect(args: argparse.Namespace) -> int:
     from wc_dnn.collect import collect
     from wc_dnn.config import load_config
 
+    Backend(args.backend, args.jobs, args.address)  # checked before the config is read
     config = load_config(args.config)
     out = args.out or str(config.data_dir())
-    summary = collect(config, out, args.jobs, progress=True, learner=args.learner)
+    summary = collect(
+        config, out, args.jobs, progress=True, learner=args.learner, backend=args.backend,
+        address=args.address,
+    )  # fmt: skip
     rate = f", {summary['rows_per_s']:.0f} rows/s" if summary["ran"] else ""
     print(
         f"dataset {out}: {summary['tasks']} shards ({summary['skipped']} already complete, "
         f"{summary['ran']} collected: {summary['rows']} rows in {summary['seconds']:.1f} s{rate})"
     )
+    if summary["failed"]:
+        print(
+            f"error: {len(summary['failed'])} shards failed; the others are kept, and the same command "
+            "redoes the failed ones:",
+            file=sys.stderr,
+        )
+        for task, error in summary["failed"].items():
+            print(f"  {task}: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _train_rl(args: argparse.Namespace) -> None:
