@@ -27,9 +27,10 @@ def test_a_collection_killed_midway_on_ray_resumes_to_the_uninterrupted_dataset(
     collect(config, reference, jobs=2)
     out = tmp_path / "killed"
     address = local_ray.get_runtime_context().gcs_address
+    path = write_config(tmp_path / "c.yaml", config)
     command = [
-        sys.executable, "-m", "dsd_gym.cli", "collect", "--config", str(write_config(tmp_path / "c.yaml", config)),
-        "--out", str(out), "--backend", "ray", "--address", address,
+        sys.executable, "-m", "dsd_gym.cli", "collect", "--config", str(path), "--out", str(out),
+        "--backend", "ray", "--address", address,
     ]  # fmt: skip
     driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
