@@ -12,24 +12,9 @@ from dsd_gym.backend import Backend, run
 from dsd_gym.evaluation import evaluate
 from dsd_gym.evaluation.report import table, to_json
 
+from .test_backend import die_once, fail_on_three
+
 pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.slow]
-
-
-def fail_on_three(x: int) -> int:
-    if x == 3:
-        raise ValueError("three is not allowed\nsecond line")
-    return x
-
-
-def die_once(marker: str, x: int) -> int:
-    """The first call for ``x`` kills its Ray worker; Ray's retry returns ``x``."""
-    import os
-
-    path = Path(marker) / str(x)
-    if not path.exists():
-        path.touch()
-        os._exit(1)
-    return x
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +22,7 @@ def _by_value(local_ray: Any) -> None:
     """Ray's workers cannot import a test module by name: ship its functions by value."""
     import cloudpickle
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cloudpickle.register_pickle_by_value(sys.modules[die_once.__module__])
 
 
 def test_outcomes_failures_and_retries_on_ray(tmp_path: Path) -> None:
