@@ -45,9 +45,8 @@ def torch_only(tmp_path: Path) -> Callable[[str, Any], Any]:
 
 @pytest.fixture(scope="session")
 def local_ray() -> Any:
-    """One local Ray instance of 2 CPUs for the whole session (starting one takes ~10 s); tests that
-    use it carry ``pytest.mark.xdist_group("ray")`` so that one xdist worker runs them all. Skipped
-    when Ray is not installed."""
+    """One local Ray instance of 2 CPUs per test process (starting one takes ~10 s; under ``-n 2`` at
+    most two). Skipped when Ray is not installed."""
     ray = pytest.importorskip("ray")
     from dsd_gym.backend import Backend, connect
 

@@ -14,7 +14,7 @@ from dsd_gym.evaluation.report import table, to_json
 
 from .test_backend import die_once, fail_on_three
 
-pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(autouse=True)

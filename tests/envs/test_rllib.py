@@ -11,7 +11,7 @@ import torch
 
 import dsd_gym  # noqa: F401  (registers the ids)
 
-pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 ENV = "dsd_gym/DSD-ideal-v0"
 ENV_CONFIG = {"horizon_s": 4.0, "window_choices": [1, 4], "modes": ["distributed", "autoregressive"]}

@@ -16,7 +16,7 @@ from wc_dnn.collect import collect
 
 from .test_collect import assert_same, shards
 
-pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 
 def test_a_collection_killed_midway_on_ray_resumes_to_the_uninterrupted_dataset(
