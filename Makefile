@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch first: this pin is a CPU wheel on the machine's disk; a bare `torch` can pull GBs of CUDA.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	# ray: the Ray backend's and RLlib's tests run in CI too (DESIGN §9); it pins gymnasium's release.
+	$(BIN)/pip install -q -e '.[dev,ray]'
 	touch $(STAMP)
 
 # The product's main job: collect a small WC-DNN dataset (oracle labels), train, export one TorchScript

@@ -5,10 +5,16 @@
     dsd-gym bench [--json] [--quick]
     dsd-gym evaluate --scenario S [...] --policy P [...] [--seeds N] [--mode ego|fleet]
                      [--sweep KEY=V1,V2,...] [--json PATH] [--csv PATH] [--plots DIR] [--jobs N]
+                     [--backend processes|ray [--address ADDR]]
     dsd-gym collect --config CONFIG [--out DIR] [--jobs N] [--learner CONTROLLER.pt]
+                    [--backend processes|ray [--address ADDR]]
     dsd-gym train wc-dnn --config CONFIG [--data DIR ...] [--out DIR] [--resume]
     dsd-gym train rl --algo ALGO [--env ID] [--config CONFIG] [--timesteps N] [--seed S] [--out DIR]
                      [--resume]
+    dsd-gym tune rl --algo ALGO [--env ID] [--config CONFIG] [--timesteps N] [--trials N]
+                    [--storage URL] [--study NAME] [--out DIR] [--jobs N] [--backend processes|ray]
+    dsd-gym tune wc-dnn --config CONFIG [--data DIR ...] [--trials N] [--storage URL] [--study NAME]
+                        [--out DIR] [--jobs N] [--backend processes|ray [--address ADDR]]
     dsd-gym curves RUN [RUN ...] --out curves.png
     dsd-gym export --checkpoint CKPT --out controller.pt
     dsd-gym export --run RUN --out controller.pt
@@ -29,6 +35,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from dsd_gym.backend import BACKENDS, Backend
 from dsd_gym.errors import UserError
 
 
@@ -57,6 +64,20 @@ def _positive(text: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"value {text!r} is invalid; allowed: an integer >= 1")
     return int(text)
+
+
+def _add_backend(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--jobs", type=_positive, metavar="N",
+        help=f"{what} at once: worker processes, or a local Ray instance's CPUs (default: one per CPU; "
+        "1 with processes: in this process)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="processes",
+        help="processes: worker processes on this machine (default); ray: Ray tasks on the cluster at "
+        "--address, or on a local Ray instance",
+    )  # fmt: skip
+    parser.add_argument("--address", metavar="ADDR", help="a Ray cluster's address (host:port, or auto)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -113,9 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", metavar="PATH", help="write the rows as JSON")
     ev.add_argument("--csv", metavar="PATH", help="write the rows as CSV")
     ev.add_argument("--plots", metavar="DIR", help="write throughput, TPOT and γ-over-time PNGs")
-    ev.add_argument(
-        "--jobs", type=_positive, metavar="N", help="worker processes (default: one per CPU; 1: in-process)"
-    )
+    _add_backend(ev, "simulations")
     ev.add_argument(
         "--no-oracle",
         action="store_true",
@@ -130,9 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     col.add_argument("--config", required=True, help="a WC-DNN config (configs/wc_dnn/<name>.yaml)")
     col.add_argument("--out", help="dataset folder (default: runs/wc_dnn/<name>/data)")
-    col.add_argument(
-        "--jobs", type=_positive, metavar="N", help="worker processes (default: one per CPU; 1: in-process)"
-    )
+    _add_backend(col, "shards")
     col.add_argument(
         "--learner",
         metavar="PATH",
@@ -165,6 +182,50 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue the run in --out from its newest checkpoint"
     )
     rl.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    tu = sub.add_parser(
+        "tune",
+        help="hyperparameter search with Optuna (a persistent study: the same command resumes it)",
+    )
+    tu_sub = tu.add_subparsers(dest="model", required=True, parser_class=_Parser)
+    tu_rl = tu_sub.add_parser("rl", help="an RL agent's hyperparameters; objective: held-out throughput")
+    tu_rl.add_argument("--algo", required=True, help="ppo, a2c or dqn")
+    tu_rl.add_argument(
+        "--env", default="dsd_gym/DSD-v0", metavar="ID", help="env id (default: dsd_gym/DSD-v0)"
+    )
+    tu_rl.add_argument(
+        "--config", help="the hyperparameters searched around (default: configs/agents/<algo>.yaml)"
+    )
+    tu_rl.add_argument(
+        "--timesteps",
+        type=_positive,
+        default=50_000,
+        metavar="N",
+        help="env steps per trial (default: 50000)",
+    )
+    tu_wc = tu_sub.add_parser("wc-dnn", help="the WC-DNN's training settings; objective: validation regret")
+    tu_wc.add_argument("--config", required=True, help="a WC-DNN config (configs/wc_dnn/<name>.yaml)")
+    tu_wc.add_argument(
+        "--data", action="append", help="dataset folder (repeat; default: runs/wc_dnn/<name>/data)"
+    )
+    for parser_ in (tu_rl, tu_wc):
+        parser_.add_argument(
+            "--trials", type=_positive, default=20, metavar="N",
+            help="finished trials the study should hold; a rerun runs only the missing ones (default: 20)",
+        )  # fmt: skip
+        parser_.add_argument(
+            "--storage", metavar="URL",
+            help="Optuna storage: an RDB URL (sqlite:///runs/tune/ppo.db, postgresql://...) or a journal "
+            "file path ending in .log (default: sqlite:///<out>/study.db)",
+        )  # fmt: skip
+        parser_.add_argument(
+            "--study", metavar="NAME", help="study name (default: <algo>-<env> / wc-dnn-<name>)"
+        )
+        parser_.add_argument("--out", help="trial run folders (default: runs/tune/<study>)")
+        parser_.add_argument(
+            "--seed", type=_seed, default=0, metavar="S", help="seed of the samplers and runs"
+        )
+        _add_backend(parser_, "trials")
 
     cu = sub.add_parser("curves", help="learning curves of RL runs as one PNG")
     cu.add_argument("runs", nargs="+", metavar="RUN", help="run folders dsd-gym train rl wrote")
@@ -302,11 +363,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     _output_path("--json", args.json)
     _output_path("--csv", args.csv)
     _output_path("--plots", args.plots, directory=True)
+    backend = Backend(args.backend, args.jobs, args.address)
     plan = make_plan(
         args.scenario, args.policy, args.seeds, args.seed_base, args.mode, args.sweep, args.set,
         oracle=not args.no_oracle, trace=args.plots is not None,
     )  # fmt: skip
-    evaluation = run_plan(plan, args.jobs, progress=True)
+    evaluation = run_plan(plan, backend, progress=True)
     print(table(evaluation))
     if args.json:
         write_text(args.json, to_json(evaluation))
@@ -329,18 +391,32 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _collect(args: argparse.Namespace) -> None:
+def _collect(args: argparse.Namespace) -> int:
     from wc_dnn.collect import collect
     from wc_dnn.config import load_config
 
+    Backend(args.backend, args.jobs, args.address)  # checked before the config is read
     config = load_config(args.config)
     out = args.out or str(config.data_dir())
-    summary = collect(config, out, args.jobs, progress=True, learner=args.learner)
+    summary = collect(
+        config, out, args.jobs, progress=True, learner=args.learner, backend=args.backend,
+        address=args.address,
+    )  # fmt: skip
     rate = f", {summary['rows_per_s']:.0f} rows/s" if summary["ran"] else ""
     print(
         f"dataset {out}: {summary['tasks']} shards ({summary['skipped']} already complete, "
         f"{summary['ran']} collected: {summary['rows']} rows in {summary['seconds']:.1f} s{rate})"
     )
+    if summary["failed"]:
+        print(
+            f"error: {len(summary['failed'])} shards failed; the others are kept, and the same command "
+            "redoes the failed ones:",
+            file=sys.stderr,
+        )
+        for task, error in summary["failed"].items():
+            print(f"  {task}: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _train_rl(args: argparse.Namespace) -> None:
@@ -394,6 +470,39 @@ def _train(args: argparse.Namespace) -> None:
     print(f"checkpoint {summary['best_checkpoint']}")
 
 
+def _tune(args: argparse.Namespace) -> int:
+    backend = Backend(args.backend, args.jobs, args.address)
+    common = {
+        "trials": args.trials, "seed": args.seed, "storage": args.storage, "study": args.study,
+        "out": args.out, "backend": backend,
+    }  # fmt: skip
+    if args.model == "rl":
+        from agents.tune import tune
+
+        s = tune(args.algo, env_id=args.env, config=args.config, timesteps=args.timesteps, **common)
+    else:
+        from wc_dnn.config import load_config
+        from wc_dnn.tune import tune
+
+        config = load_config(args.config)
+        s = tune(config, args.data or [str(config.data_dir())], **common)
+    print(
+        f"study {s['study']} ({s['storage']}): {s['finished']} finished trials "
+        f"({s['finished_before']} before, {s['ran']} run now)"
+    )
+    if s["best"] is not None:
+        params = ", ".join(f"{k}={v}" for k, v in s["best"]["params"].items())
+        print(f"best trial {s['best']['number']}: {s['best']['value']:.4f} ({params})")
+    if s["failures"]:
+        print(
+            f"error: {len(s['failures'])} trials failed; the same command runs them again:", file=sys.stderr
+        )
+        for slot, error in s["failures"].items():
+            print(f"  trial slot {slot}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _is_rl_run(path: str) -> bool:
     from dsd_gym.controllers.rl_run import find_run
 
@@ -422,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         commands = {
             "simulate": _simulate, "scenarios": _scenarios, "bench": _bench, "evaluate": _evaluate,
-            "collect": _collect, "train": _train, "export": _export, "curves": _curves,
+            "collect": _collect, "train": _train, "export": _export, "curves": _curves, "tune": _tune,
         }  # fmt: skip
         status = commands[args.command](args)
     except UserError as exc:

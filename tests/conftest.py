@@ -41,3 +41,15 @@ def torch_only(tmp_path: Path) -> Callable[[str, Any], Any]:
     but none of this repository's packages — what a real runtime has — with ``stdin`` as JSON on its
     standard input; returns what it prints, parsed as JSON. ``json`` and ``sys`` are imported."""
     return lambda script, stdin=None: _run_torch_only(script, stdin, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Any:
+    """One local Ray instance of 2 CPUs per test process (starting one takes ~10 s; under ``-n 2`` at
+    most two). Skipped when Ray is not installed."""
+    ray = pytest.importorskip("ray")
+    from dsd_gym.backend import Backend, connect
+
+    assert connect(Backend("ray", jobs=2)), "a Ray instance was already running in the test process"
+    yield ray
+    ray.shutdown()

@@ -31,13 +31,13 @@ vector the session's controller sees, the decision played and provenance (see
 the fleet, as the ``oracle`` policy does in a fleet of oracles; in ego mode nobody else is, as for
 an ``oracle`` ego among tenants.
 
-Everything random derives from ``collect.seed``, so a config gives the same arrays on every run, in
-any number of processes. A rerun into the same folder skips every task whose shard reads back whole.
+Everything random derives from ``collect.seed``, so a config gives the same arrays on every run, on
+either backend and in any number of workers. A rerun into the same folder skips every task whose
+shard reads back whole.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import os
 import sys
@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from dsd_gym.backend import Backend, run
 from dsd_gym.config.loader import read_scenario
 from dsd_gym.config.schema import RandomRange, Scenario
 from dsd_gym.controllers import parse_policy
@@ -383,17 +384,20 @@ def done_tasks(out: Path, plan: Plan) -> set[str]:
 
 def collect(
     config: WCDNNConfig, out: str | Path, jobs: int | None = None, progress: bool = False,
-    learner: str | os.PathLike[str] | None = None,
+    learner: str | os.PathLike[str] | None = None, backend: str = "processes", address: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Collect (or finish collecting) ``config``'s dataset into ``out``; returns a summary.
 
-    ``jobs``: worker processes (default: one per CPU; 1 runs here). ``learner``: an exported
+    ``jobs``, ``backend``, ``address``: where the shards are simulated (:class:`dsd_gym.backend.Backend`:
+    worker processes, default one per CPU, 1 runs here; or Ray tasks). ``learner``: an exported
     controller (``dsd-gym export``) that behaviour sessions run with probability
     ``behaviour.learner_share`` (DAgger: the states the learner visits, labelled by the oracle). A
     folder holding another config's dataset is refused; one holding this config's is resumed:
     complete shards are kept, missing or unreadable ones (and temporary files of a killed run) are
-    redone. One collector per folder at a time.
+    redone. One collector per folder at a time. A task that fails leaves no shard and is named in the
+    summary's ``failed`` (task id -> error); the shards of the others are kept, and a rerun redoes it.
     """
+    runner = Backend(backend, jobs, address)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
@@ -414,38 +418,24 @@ def collect(
         stale.unlink()
     done = done_tasks(out, plan)
     todo = [t for t in plan.tasks if t.id not in done]
-    collect_spec = config.collect
-    args = (
-        plan.candidates,
-        collect_spec.behaviour,
-        collect_spec.record_sessions,
-        out,
-        described["code_version"],
-        plan.learner,
-    )
-    jobs = min(jobs or os.cpu_count() or 1, max(len(todo), 1))
+    spec = config.collect
+    version = described["code_version"]
+    shared = (plan.candidates, spec.behaviour, spec.record_sessions, out, version, plan.learner)
     rows = 0
+    failed: dict[str, str] = {}
     start = time.perf_counter()
     bar = tqdm(total=len(plan.tasks), initial=len(done), desc="collect", unit="shard", file=sys.stderr,
                disable=not progress, leave=False)  # fmt: skip
     with bar:
-        if jobs == 1:
-            for task in todo:
-                rows += _work(task, plan.scenarios[task.id], *args)
-                bar.update()
-        else:
-            with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = [pool.submit(_work, t, plan.scenarios[t.id], *args) for t in todo]
-                try:
-                    for future in concurrent.futures.as_completed(futures):
-                        rows += future.result()
-                        bar.update()
-                except BaseException:
-                    for future in futures:
-                        future.cancel()
-                    raise
+        for outcome in run(_work, [(t.id, (t, plan.scenarios[t.id], *shared)) for t in todo], runner):
+            if outcome.ok:
+                rows += outcome.value
+            else:
+                failed[outcome.key] = outcome.error
+            bar.update()
     seconds = time.perf_counter() - start
     return {
-        "out": str(out), "tasks": len(plan.tasks), "skipped": len(done), "ran": len(todo), "rows": rows,
-        "seconds": seconds, "rows_per_s": rows / seconds if seconds > 0 else None,
+        "out": str(out), "tasks": len(plan.tasks), "skipped": len(done), "ran": len(todo) - len(failed),
+        "rows": rows, "seconds": seconds, "rows_per_s": rows / seconds if seconds > 0 else None,
+        "failed": dict(sorted(failed.items())),
     }  # fmt: skip

@@ -47,7 +47,7 @@ import math
 import sys
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -270,11 +270,14 @@ def _log(writer: Any, epoch: int, train_loss: float, val: dict[str, float]) -> N
 def train(
     config: WCDNNConfig, data: str | Path | Sequence[str | Path], out: str | Path, resume: bool = False,
     stop_after: int | None = None, progress: bool = False,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train (or, with ``resume``, continue) and return the summary written to ``metrics.json``.
 
     ``data``: a dataset folder, or several to train on their union (:func:`merge_datasets`).
     ``stop_after``: end after that many epochs of this call, as an interruption would (tests use it).
+    ``on_epoch(epoch, validation)``: called after each epoch's checkpoint (a tuner's pruning hook; an
+    exception it raises ends the run there).
     """
     out = Path(out)
     folders = [data] if isinstance(data, (str, Path)) else list(data)
@@ -378,6 +381,8 @@ def train(
             if improved:
                 save_checkpoint(out / BEST, state)
             save_checkpoint(out / LAST, state)
+            if on_epoch is not None:
+                on_epoch(epoch, val)
             if progress:
                 mark = "  *" if improved else ""
                 print(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from dsd_gym.backend import Backend
 from dsd_gym.evaluation.aggregate import Evaluation, aggregate
 from dsd_gym.evaluation.execute import run_tasks
 from dsd_gym.evaluation.plan import BEST_FIXED, Plan, Sweep, make_plan, parse_sweep
@@ -29,9 +30,9 @@ from dsd_gym.evaluation.plan import BEST_FIXED, Plan, Sweep, make_plan, parse_sw
 __all__ = ["BEST_FIXED", "Evaluation", "Plan", "Sweep", "evaluate", "make_plan", "parse_sweep", "run_plan"]
 
 
-def run_plan(plan: Plan, jobs: int | None = None, progress: bool = False) -> Evaluation:
-    """Run every simulation of ``plan`` (``jobs`` processes; default every CPU) and aggregate."""
-    results, failures = run_tasks([v.scenario for v in plan.variants], plan.tasks, jobs, progress)
+def run_plan(plan: Plan, backend: Backend | None = None, progress: bool = False) -> Evaluation:
+    """Run every simulation of ``plan`` on ``backend`` (default: a process per CPU) and aggregate."""
+    results, failures = run_tasks([v.scenario for v in plan.variants], plan.tasks, backend, progress)
     return aggregate(plan, results, failures)
 
 
@@ -47,8 +48,12 @@ def evaluate(
     oracle: bool = True,
     trace: bool = False,
     jobs: int | None = None,
+    backend: str = "processes",
+    address: str | None = None,
     progress: bool = False,
 ) -> Evaluation:
-    """Check the inputs (``UserError`` before anything runs), run, aggregate. See :func:`make_plan`."""
+    """Check the inputs (``UserError`` before anything runs), run, aggregate. See :func:`make_plan`;
+    ``jobs``, ``backend``, ``address``: where the simulations run (:class:`dsd_gym.backend.Backend`)."""
+    runner = Backend(backend, jobs, address)
     plan = make_plan(scenarios, policies, seeds, seed_base, mode, sweep, overrides, oracle, trace)
-    return run_plan(plan, jobs, progress)
+    return run_plan(plan, runner, progress)

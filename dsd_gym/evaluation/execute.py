@@ -1,8 +1,9 @@
-"""Run a plan's simulations, in worker processes or in this one, with a progress bar on stderr.
+"""Run a plan's simulations on a backend (:mod:`dsd_gym.backend`), with a progress bar on stderr.
 
 Each task is one deterministic simulation whose result depends only on (variant, policy, seed,
 mode): results are collected by task, not by completion order, so they are the same whatever the
-number of processes. A task that raises is a failure (kept with its message); the others go on.
+backend and the number of workers. A task that raises is a failure (kept with its message); the
+others go on.
 
 What one simulation reports is measured on the sessions that run the policy — in ``ego`` mode the
 ego session alone, in ``fleet`` mode every foreground session — by the system's own metric
@@ -12,14 +13,13 @@ with an edge-visible time in [warmup_s, duration_s], divided by that window.
 
 from __future__ import annotations
 
-import concurrent.futures
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from tqdm import tqdm
 
+from dsd_gym.backend import Backend, run
 from dsd_gym.config.schema import Scenario
 from dsd_gym.evaluation.plan import Task
 from dsd_gym.runner import build, ego_session
@@ -69,40 +69,24 @@ def run_task(scenario: Scenario, task: Task) -> Result:
     }
 
 
-def _failure(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-
-
 def run_tasks(
-    scenarios: Sequence[Scenario], tasks: Sequence[Task], jobs: int | None = None, progress: bool = False
+    scenarios: Sequence[Scenario],
+    tasks: Sequence[Task],
+    backend: Backend | None = None,
+    progress: bool = False,
 ) -> tuple[dict[int, Result], dict[int, str]]:
-    """Results and failures by task index. ``jobs``: worker processes (default: every CPU; 1 runs here)."""
-    jobs = min(jobs or os.cpu_count() or 1, max(len(tasks), 1))
+    """Results and failures by task index, on ``backend`` (default: one worker process per CPU)."""
     results: dict[int, Result] = {}
     failures: dict[int, str] = {}
     bar = tqdm(
         total=len(tasks), desc="evaluate", unit="sim", file=sys.stderr, disable=not progress, leave=False
     )
     with bar:
-        if jobs == 1:
-            for i, task in enumerate(tasks):
-                try:
-                    results[i] = run_task(scenarios[task.variant], task)
-                except Exception as exc:  # a failed simulation is reported, the others go on
-                    failures[i] = _failure(exc)
-                bar.update()
-            return results, failures
-        pool = concurrent.futures.ProcessPoolExecutor(max_workers=jobs)
-        try:
-            futures = {pool.submit(run_task, scenarios[t.variant], t): i for i, t in enumerate(tasks)}
-            for future in concurrent.futures.as_completed(futures):
-                i = futures[future]
-                try:
-                    results[i] = future.result()
-                except Exception as exc:  # including a worker that died (BrokenProcessPool)
-                    failures[i] = _failure(exc)
-                bar.update()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        work = [(i, (scenarios[t.variant], t)) for i, t in enumerate(tasks)]
+        for outcome in run(run_task, work, backend):
+            if outcome.ok:
+                results[outcome.key] = outcome.value
+            else:
+                failures[outcome.key] = outcome.error
+            bar.update()
     return results, failures
