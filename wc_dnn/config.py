@@ -50,6 +50,7 @@ __all__ = [
     "TrainSpec",
     "WCDNNConfig",
     "config_hash",
+    "for_evaluation_mode",
     "load_config",
 ]
 
@@ -157,7 +158,8 @@ class TrainSpec(Model):
     ``batch_size`` rows reshuffled every epoch; at most ``epochs`` epochs, stopping after ``patience``
     epochs without a validation loss below the best by more than ``min_delta``. ``val_fraction`` of
     each scenario's variants (at least one, for a scenario with two or more) are held out for
-    validation."""
+    validation; with ``hold_out_base: false`` only drawn variants are, and the scenario as shipped
+    always trains (the scenarios a controller is evaluated on are the shipped ones)."""
 
     seed: NonNegInt = 0
     epochs: PositiveInt = 30
@@ -170,6 +172,7 @@ class TrainSpec(Model):
     patience: PositiveInt = 5
     min_delta: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1e-4
     val_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.25
+    hold_out_base: bool = True
     threads: PositiveInt = 1
     model: ModelSpec = ModelSpec()
 
@@ -195,6 +198,18 @@ class WCDNNConfig(Model):
 
     def train_dir(self) -> Path:
         return Path("runs") / "wc_dnn" / self.name / "train"
+
+
+def for_evaluation_mode(config: WCDNNConfig, mode: str) -> WCDNNConfig:
+    """``config`` narrowed to one of its ``collect.evaluation_modes``, named ``<name>-<mode>``: the
+    pipeline of the controller for that evaluation mode alone (``--mode`` of ``dsd-gym collect`` and
+    ``train wc-dnn``). A fleet-mode label prices the time a round costs teammates, an ego-mode label
+    does not, so the same telemetry has two right answers; a deployer knows which regime applies."""
+    modes = config.collect.evaluation_modes
+    if mode not in modes:
+        raise UserError(f"--mode {mode}: not among collect.evaluation_modes {modes} of config {config.name}")
+    collect = config.collect.model_copy(update={"evaluation_modes": [mode]})
+    return config.model_copy(update={"name": f"{config.name}-{mode}", "collect": collect})
 
 
 def config_hash(section: BaseModel) -> str:
