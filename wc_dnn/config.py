@@ -158,8 +158,7 @@ class TrainSpec(Model):
     ``batch_size`` rows reshuffled every epoch; at most ``epochs`` epochs, stopping after ``patience``
     epochs without a validation loss below the best by more than ``min_delta``. ``val_fraction`` of
     each scenario's variants (at least one, for a scenario with two or more) are held out for
-    validation; with ``hold_out_base: false`` only drawn variants are, and the scenario as shipped
-    always trains (the scenarios a controller is evaluated on are the shipped ones)."""
+    validation."""
 
     seed: NonNegInt = 0
     epochs: PositiveInt = 30
@@ -172,7 +171,6 @@ class TrainSpec(Model):
     patience: PositiveInt = 5
     min_delta: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1e-4
     val_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.25
-    hold_out_base: bool = True
     threads: PositiveInt = 1
     model: ModelSpec = ModelSpec()
 

@@ -76,21 +76,16 @@ class Split:
     val_groups: list[str]
 
 
-def split_by_variant(
-    dataset: Dataset, val_fraction: float, seed: int, usable: np.ndarray, hold_out_base: bool = True
-) -> Split:
-    """Hold out whole scenario variants (see the module doc); ``usable``: a row mask.
-    ``hold_out_base=False``: a scenario's variant as shipped (no key drawn) always trains."""
-    base = {f"{t['scenario']}/v{t['variant']}" for t in dataset.sidecar["tasks"] if not t["values"]}
+def split_by_variant(dataset: Dataset, val_fraction: float, seed: int, usable: np.ndarray) -> Split:
+    """Hold out whole scenario variants (see the module doc); ``usable``: a row mask."""
     val_groups: list[int] = []
     for s, name in enumerate(dataset.scenarios):
         groups = sorted({int(g) for g in np.unique(dataset.group[dataset.scenario == s])})
-        held = [g for g in groups if hold_out_base or dataset.groups[g] not in base]
-        if len(groups) < 2 or not held:
+        if len(groups) < 2:
             continue
-        k = min(len(groups) - 1, len(held), max(1, round(val_fraction * len(groups))))
+        k = min(len(groups) - 1, max(1, round(val_fraction * len(groups))))
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(zlib.crc32(name.encode()),)))
-        val_groups += [held[i] for i in sorted(rng.permutation(len(held))[:k])]
+        val_groups += [groups[i] for i in sorted(rng.permutation(len(groups))[:k])]
     if not val_groups:
         raise UserError(
             f"dataset {dataset.directory}: validation holds out scenario variants, and no scenario has "
@@ -304,7 +299,7 @@ def train(
         checkpoint = None
     t = targets(dataset.candidates)
     usable = np.isfinite(dataset.arrays["values"]).any(axis=1)
-    split = split_by_variant(dataset, cfg.val_fraction, cfg.seed, usable, cfg.hold_out_base)
+    split = split_by_variant(dataset, cfg.val_fraction, cfg.seed, usable)
     arrays = dataset.arrays
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)

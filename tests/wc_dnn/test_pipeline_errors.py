@@ -49,7 +49,6 @@ def test_cli_import_needs_neither_torch_nor_wc_dnn() -> None:
         ({"collect.behaviour.mix": {"fixed:9": 1}}, "window 9 is not among"),
         ({"collect.behaviour.mix": {"random": 0}}, "collect.behaviour.mix.random"),
         ({"train.lr": 0}, "train.lr: value 0"),
-        ({"train.hold_out_base": "sometimes"}, "train.hold_out_base"),
         ({"awc.smoothing": 2}, "awc.smoothing"),
         (
             {

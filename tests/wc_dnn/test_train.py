@@ -38,15 +38,6 @@ def test_split_holds_out_whole_variants(tiny_dataset: Path) -> None:
     assert split_by_variant(dataset, 0.25, 0, usable).val_groups == split.val_groups
 
 
-def test_split_can_keep_the_scenarios_as_shipped_for_training(tiny_dataset: Path) -> None:
-    dataset = load_dataset(tiny_dataset)
-    usable = np.isfinite(dataset.arrays["values"]).any(axis=1)
-    split = split_by_variant(dataset, 0.25, 0, usable, hold_out_base=False)
-    assert split.val_groups == ["lan-edge/v1", "metro-5g/v1"]  # v0 of each is the scenario as shipped
-    held = {g for s in range(1, 40) for g in split_by_variant(dataset, 0.25, s, usable).val_groups}
-    assert "lan-edge/v0" in held  # by default the draw may hold the shipped scenario out
-
-
 def test_training_reduces_validation_loss(trained: Path, tiny_dataset: Path, tiny_config) -> None:
     config = tiny_config()
     checkpoint = load_checkpoint(trained / LAST)
