@@ -124,10 +124,14 @@ def test_labels_are_the_oracles_decisions(tiny_config, metro_with_sessions, tmp_
 
 
 def test_one_evaluation_mode_is_that_modes_share_of_the_dataset(tiny_config) -> None:
-    both = tiny_config(**{"collect.evaluation_modes": ["fleet", "ego"]})
+    shares = {"fleet": 1.0, "ego": 0.25}
+    both = tiny_config(
+        **{"collect.evaluation_modes": ["fleet", "ego"], "collect.behaviour.learner_share": shares}
+    )
     for mode in ("fleet", "ego"):
         narrowed = for_evaluation_mode(both, mode)
         assert narrowed.name == f"tiny-{mode}" and narrowed.collect.evaluation_modes == [mode]
+        assert narrowed.collect.behaviour.learner_share == shares[mode]
         assert narrowed.data_dir() == Path("runs/wc_dnn") / f"tiny-{mode}" / "data"
         assert narrowed.train == both.train and narrowed.awc == both.awc
         tasks = make_plan(narrowed).tasks

@@ -49,6 +49,15 @@ def test_cli_import_needs_neither_torch_nor_wc_dnn() -> None:
         ({"collect.behaviour.mix": {"fixed:9": 1}}, "window 9 is not among"),
         ({"collect.behaviour.mix": {"random": 0}}, "collect.behaviour.mix.random"),
         ({"train.lr": 0}, "train.lr: value 0"),
+        (
+            {"collect.behaviour.learner_share": {"fleet": 2}},
+            "learner_share: must be a probability, or one per evaluation mode",
+        ),
+        ({"collect.behaviour.learner_share": {"fleet": "x"}}, "collect.behaviour.learner_share"),
+        (
+            {"collect.evaluation_modes": ["fleet", "ego"], "collect.behaviour.learner_share": {"fleet": 1}},
+            "no share for evaluation mode ego",
+        ),
         ({"awc.smoothing": 2}, "awc.smoothing"),
         (
             {
