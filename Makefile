@@ -16,35 +16,46 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,ray]'
 	touch $(STAMP)
 
-# The product's main job: collect a small WC-DNN dataset (oracle labels), train, export one TorchScript
-# file, then DAGGER rounds (collect the states the exported learner visits, labelled by the oracle,
-# and retrain on the union), and evaluate the last controller against the baselines and the oracle on
-# every shipped scenario (fleet mode).
+# The product's main job, once per evaluation mode (MODES): collect a small WC-DNN dataset (oracle
+# labels) in that mode, train, export one TorchScript file, then DAGGER rounds (collect the states the
+# exported learner visits, labelled by the oracle, and retrain on the union), and evaluate the last
+# controller in its mode against the baselines and the oracle on every shipped scenario. One
+# controller per mode: a fleet-mode label prices the time a round costs the other tenants, an ego
+# label does not, so one network over both modes' labels learns neither (`--mode`, wc_dnn/config.py).
 WC_DNN ?= small
 DAGGER ?= 2
-DEMO_RUN := runs/wc_dnn/$(WC_DNN)
+MODES ?= fleet ego
 DEMO_CONFIG := configs/wc_dnn/$(WC_DNN).yaml
 DEMO_EVAL := --seeds 2 --set duration_s=40 --set warmup_s=5
 demo: $(STAMP)
-	$(BIN)/dsd-gym collect --config $(DEMO_CONFIG) --out $(DEMO_RUN)/data
-	rm -rf $(DEMO_RUN)/train $(DEMO_RUN)/dagger-*
-	$(BIN)/dsd-gym train wc-dnn --config $(DEMO_CONFIG) --data $(DEMO_RUN)/data --out $(DEMO_RUN)/train
-	$(BIN)/dsd-gym export --checkpoint $(DEMO_RUN)/train/best.pt --out $(DEMO_RUN)/controller.pt
-	data="--data $(DEMO_RUN)/data"; \
-	for round in $$(seq 1 $(DAGGER)); do \
-		$(BIN)/dsd-gym collect --config $(DEMO_CONFIG) --out $(DEMO_RUN)/dagger-$$round \
-			--learner $(DEMO_RUN)/controller.pt || exit 1; \
-		data="$$data --data $(DEMO_RUN)/dagger-$$round"; rm -rf $(DEMO_RUN)/train; \
-		$(BIN)/dsd-gym train wc-dnn --config $(DEMO_CONFIG) $$data --out $(DEMO_RUN)/train || exit 1; \
-		$(BIN)/dsd-gym export --checkpoint $(DEMO_RUN)/train/best.pt --out $(DEMO_RUN)/controller.pt || exit 1; \
+	for mode in $(MODES); do \
+		run=runs/wc_dnn/$(WC_DNN)-$$mode; wc="--config $(DEMO_CONFIG) --mode $$mode"; \
+		$(BIN)/dsd-gym collect $$wc --out $$run/data || exit 1; \
+		rm -rf $$run/train $$run/dagger-*; \
+		$(BIN)/dsd-gym train wc-dnn $$wc --data $$run/data --out $$run/train || exit 1; \
+		$(BIN)/dsd-gym export --checkpoint $$run/train/best.pt --out $$run/controller.pt || exit 1; \
+		data="--data $$run/data"; \
+		for round in $$(seq 1 $(DAGGER)); do \
+			$(BIN)/dsd-gym collect $$wc --out $$run/dagger-$$round --learner $$run/controller.pt || exit 1; \
+			data="$$data --data $$run/dagger-$$round"; rm -rf $$run/train; \
+			$(BIN)/dsd-gym train wc-dnn $$wc $$data --out $$run/train || exit 1; \
+			$(BIN)/dsd-gym export --checkpoint $$run/train/best.pt --out $$run/controller.pt || exit 1; \
+		done; \
 	done
-	$(BIN)/dsd-gym evaluate --scenario all --policy torchscript:$(DEMO_RUN)/controller.pt \
-		--policy fixed:4 --policy best-fixed --policy analytic --policy oracle $(DEMO_EVAL) \
-		--json $(DEMO_RUN)/evaluate.json --csv $(DEMO_RUN)/evaluate.csv
-	@echo "dataset     $(DEMO_RUN)/data (DAgger rounds: $(DEMO_RUN)/dagger-N)"
-	@echo "checkpoint  $(DEMO_RUN)/train/best.pt (TensorBoard: $(DEMO_RUN)/train/tensorboard)"
-	@echo "controller  $(DEMO_RUN)/controller.pt (--policy torchscript:$(DEMO_RUN)/controller.pt)"
-	@echo "evaluation  $(DEMO_RUN)/evaluate.json, $(DEMO_RUN)/evaluate.csv"
+	for mode in $(MODES); do \
+		run=runs/wc_dnn/$(WC_DNN)-$$mode; \
+		$(BIN)/dsd-gym evaluate --scenario all --mode $$mode --policy torchscript:$$run/controller.pt \
+			--policy fixed:4 --policy best-fixed --policy analytic --policy oracle $(DEMO_EVAL) \
+			--json $$run/evaluate.json --csv $$run/evaluate.csv || exit 1; \
+	done
+	@for mode in $(MODES); do \
+		run=runs/wc_dnn/$(WC_DNN)-$$mode; \
+		echo "$$mode mode:"; \
+		echo "  dataset     $$run/data (DAgger rounds: $$run/dagger-N)"; \
+		echo "  checkpoint  $$run/train/best.pt (TensorBoard: $$run/train/tensorboard)"; \
+		echo "  controller  $$run/controller.pt (--policy torchscript:$$run/controller.pt --mode $$mode)"; \
+		echo "  evaluation  $$run/evaluate.json, $$run/evaluate.csv"; \
+	done
 
 test: $(STAMP)
 	$(BIN)/pytest -n 2

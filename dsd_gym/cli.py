@@ -6,9 +6,9 @@
     dsd-gym evaluate --scenario S [...] --policy P [...] [--seeds N] [--mode ego|fleet]
                      [--sweep KEY=V1,V2,...] [--json PATH] [--csv PATH] [--plots DIR] [--jobs N]
                      [--backend processes|ray [--address ADDR]]
-    dsd-gym collect --config CONFIG [--out DIR] [--jobs N] [--learner CONTROLLER.pt]
+    dsd-gym collect --config CONFIG [--mode fleet|ego] [--out DIR] [--jobs N] [--learner CONTROLLER.pt]
                     [--backend processes|ray [--address ADDR]]
-    dsd-gym train wc-dnn --config CONFIG [--data DIR ...] [--out DIR] [--resume]
+    dsd-gym train wc-dnn --config CONFIG [--mode fleet|ego] [--data DIR ...] [--out DIR] [--resume]
     dsd-gym train rl --algo ALGO [--env ID] [--config CONFIG] [--timesteps N] [--seed S] [--out DIR]
                      [--resume]
     dsd-gym tune rl --algo ALGO [--env ID] [--config CONFIG] [--timesteps N] [--trials N]
@@ -148,6 +148,7 @@ def _parser() -> argparse.ArgumentParser:
         "shards. Deterministic for the config's collect.seed.",
     )
     col.add_argument("--config", required=True, help="a WC-DNN config (configs/wc_dnn/<name>.yaml)")
+    _mode_argument(col)
     col.add_argument("--out", help="dataset folder (default: runs/wc_dnn/<name>/data)")
     _add_backend(col, "shards")
     col.add_argument(
@@ -160,6 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     tr_sub = tr.add_subparsers(dest="model", required=True, parser_class=_Parser)
     wc = tr_sub.add_parser("wc-dnn", help="the WC-DNN window regressor on a collected dataset")
     wc.add_argument("--config", required=True, help="a WC-DNN config (configs/wc_dnn/<name>.yaml)")
+    _mode_argument(wc)
     wc.add_argument(
         "--data",
         action="append",
@@ -391,12 +393,28 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mode_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mode",
+        choices=("fleet", "ego"),
+        help="one controller per evaluation mode: only this entry of collect.evaluation_modes, "
+        "and the run is named <name>-<mode> (default: every entry, one controller)",
+    )
+
+
+def _wc_dnn_config(args: argparse.Namespace) -> Any:
+    """``--config``, narrowed to ``--mode`` when given."""
+    from wc_dnn.config import for_evaluation_mode, load_config
+
+    config = load_config(args.config)
+    return config if args.mode is None else for_evaluation_mode(config, args.mode)
+
+
 def _collect(args: argparse.Namespace) -> int:
     from wc_dnn.collect import collect
-    from wc_dnn.config import load_config
 
     Backend(args.backend, args.jobs, args.address)  # checked before the config is read
-    config = load_config(args.config)
+    config = _wc_dnn_config(args)
     out = args.out or str(config.data_dir())
     summary = collect(
         config, out, args.jobs, progress=True, learner=args.learner, backend=args.backend,
@@ -447,10 +465,9 @@ def _curves(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     if args.model == "rl":
         return _train_rl(args)
-    from wc_dnn.config import load_config
     from wc_dnn.train import train
 
-    config = load_config(args.config)
+    config = _wc_dnn_config(args)
     out = args.out or str(config.train_dir())
     summary = train(config, args.data or [str(config.data_dir())], out, resume=args.resume, progress=True)
     best = summary["best_val"] or {}

@@ -17,7 +17,8 @@ behaviour from ``behaviour.mix`` with a generator seeded by (simulation seed, k)
 (``heuristic``, ``analytic``, ``oracle``, ...), ``random`` (a uniformly random allowed decision every
 round), ``sticky-random`` (one held for a geometric number of rounds of mean ``sticky_rounds``) or
 ``random-fixed`` (one for the whole session). With a ``learner`` (DAgger: an exported controller,
-``dsd-gym collect --learner PATH``), the session first runs it with probability ``learner_share``
+``dsd-gym collect --learner PATH``), the session first runs it with probability ``learner_share`` (of
+the task's evaluation mode)
 (behaviour ``learner``) and draws from the mix otherwise. Every round, with probability ``epsilon``, a
 uniformly random allowed decision replaces the behaviour's. Background groups keep their own policies.
 
@@ -282,7 +283,7 @@ def _behaviour_factory(
             return tenants(group)  # ego mode: every foreground session after the ego
         k, built = built, built + 1
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_BEHAVIOUR_KEY, k)))
-        if learned is not None and rng.random() < spec.learner_share:
+        if learned is not None and rng.random() < spec.share(mode):
             code, base = len(names), learned(group)
         else:
             code = int(rng.choice(len(names), p=weights))

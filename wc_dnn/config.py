@@ -19,6 +19,7 @@ an invalid value fails with one line naming the key, the value and what is allow
         epsilon: 0.1                 # per round: a uniformly random allowed decision instead
         sticky_rounds: 20            # mean rounds a sticky-random decision is held
         learner_share: 0.5           # with collect --learner: sessions that run the learner instead
+                                     # (or one per evaluation mode: {fleet: 1.0, ego: 0.5})
     train: {...}                     # the network and its optimisation (wc_dnn.train)
     awc: {...}                       # the runtime logic baked into the export (wc_dnn.awc)
 
@@ -50,6 +51,7 @@ __all__ = [
     "TrainSpec",
     "WCDNNConfig",
     "config_hash",
+    "for_evaluation_mode",
     "load_config",
 ]
 
@@ -83,7 +85,9 @@ class BehaviourSpec(Model):
     is built: a policy spec (``heuristic``, ``analytic``, ``oracle``, ``fixed:4`` ...) or one of
     ``random``, ``sticky-random``, ``random-fixed``. Then every round, with probability ``epsilon``, a
     uniformly random allowed decision replaces the one it chose. With ``dsd-gym collect --learner
-    PATH`` (DAgger), a session runs the exported learner instead with probability ``learner_share``."""
+    PATH`` (DAgger), a session runs the exported learner instead with probability ``learner_share``:
+    one probability, or one per evaluation mode (``{fleet: 1.0, ego: 0.5}``; a fleet session's state
+    is made by every session, so on-policy data there needs the whole fleet on the learner)."""
 
     mix: dict[str, PositiveFloat] = Field(
         default={"random": 1.0, "sticky-random": 1.0, "random-fixed": 1.0, "heuristic": 1.0, "analytic": 1.0},
@@ -91,7 +95,21 @@ class BehaviourSpec(Model):
     )
     epsilon: Probability = 0.1
     sticky_rounds: PositiveFloat = 20.0
-    learner_share: Probability = 0.5
+    learner_share: float | dict[Literal["fleet", "ego"], float] = 0.5
+
+    @field_validator("learner_share")
+    @classmethod
+    def _learner_share(cls, v: float | dict[str, float]) -> float | dict[str, float]:
+        shares = v.values() if isinstance(v, dict) else [v]
+        if not shares or not all(0.0 <= p <= 1.0 for p in shares):
+            raise ValueError(
+                f"must be a probability, or one per evaluation mode {{fleet: p, ego: p}}; got {v}"
+            )
+        return v
+
+    def share(self, mode: str) -> float:
+        """``learner_share`` in evaluation mode ``mode``."""
+        return self.learner_share[mode] if isinstance(self.learner_share, dict) else self.learner_share
 
 
 class CollectSpec(Model):
@@ -136,6 +154,10 @@ class CollectSpec(Model):
         names = [s.scenario for s in self.scenarios]
         if len(set(names)) != len(names):
             raise ValueError(f"collect.scenarios.N.scenario must be distinct; got {names}")
+        share = self.behaviour.learner_share
+        missing = [m for m in self.evaluation_modes if isinstance(share, dict) and m not in share]
+        if missing:
+            raise ValueError(f"collect.behaviour.learner_share: no share for evaluation mode {missing[0]}")
         return self
 
 
@@ -195,6 +217,21 @@ class WCDNNConfig(Model):
 
     def train_dir(self) -> Path:
         return Path("runs") / "wc_dnn" / self.name / "train"
+
+
+def for_evaluation_mode(config: WCDNNConfig, mode: str) -> WCDNNConfig:
+    """``config`` narrowed to one of its ``collect.evaluation_modes``, named ``<name>-<mode>``: the
+    pipeline of the controller for that evaluation mode alone (``--mode`` of ``dsd-gym collect`` and
+    ``train wc-dnn``). A fleet-mode label prices the time a round costs teammates, an ego-mode label
+    does not, so the same telemetry has two right answers; a deployer knows which regime applies."""
+    modes = config.collect.evaluation_modes
+    if mode not in modes:
+        raise UserError(f"--mode {mode}: not among collect.evaluation_modes {modes} of config {config.name}")
+    behaviour = config.collect.behaviour.model_copy(
+        update={"learner_share": config.collect.behaviour.share(mode)}
+    )
+    collect = config.collect.model_copy(update={"evaluation_modes": [mode], "behaviour": behaviour})
+    return config.model_copy(update={"name": f"{config.name}-{mode}", "collect": collect})
 
 
 def config_hash(section: BaseModel) -> str:

@@ -13,6 +13,7 @@ from dsd_gym.runner import build
 from dsd_gym.sim.controller import Decision, Mode
 from dsd_gym.telemetry import NAMES
 from wc_dnn.collect import collect, make_plan
+from wc_dnn.config import for_evaluation_mode
 from wc_dnn.dataset import ARRAYS, SIDECAR, load_dataset, read_shard
 
 
@@ -120,3 +121,18 @@ def test_labels_are_the_oracles_decisions(tiny_config, metro_with_sessions, tmp_
     assert len(labels) - len(played) in (0, 1)
     np.testing.assert_array_equal(dataset.arrays["behaviour"], dataset.arrays["label"])
     assert dataset.candidates == candidates(scenario)
+
+
+def test_one_evaluation_mode_is_that_modes_share_of_the_dataset(tiny_config) -> None:
+    shares = {"fleet": 1.0, "ego": 0.25}
+    both = tiny_config(
+        **{"collect.evaluation_modes": ["fleet", "ego"], "collect.behaviour.learner_share": shares}
+    )
+    for mode in ("fleet", "ego"):
+        narrowed = for_evaluation_mode(both, mode)
+        assert narrowed.name == f"tiny-{mode}" and narrowed.collect.evaluation_modes == [mode]
+        assert narrowed.collect.behaviour.learner_share == shares[mode]
+        assert narrowed.data_dir() == Path("runs/wc_dnn") / f"tiny-{mode}" / "data"
+        assert narrowed.train == both.train and narrowed.awc == both.awc
+        tasks = make_plan(narrowed).tasks
+        assert tasks and tasks == tuple(t for t in make_plan(both).tasks if t.mode == mode)

@@ -49,6 +49,15 @@ def test_cli_import_needs_neither_torch_nor_wc_dnn() -> None:
         ({"collect.behaviour.mix": {"fixed:9": 1}}, "window 9 is not among"),
         ({"collect.behaviour.mix": {"random": 0}}, "collect.behaviour.mix.random"),
         ({"train.lr": 0}, "train.lr: value 0"),
+        (
+            {"collect.behaviour.learner_share": {"fleet": 2}},
+            "learner_share: must be a probability, or one per evaluation mode",
+        ),
+        ({"collect.behaviour.learner_share": {"fleet": "x"}}, "collect.behaviour.learner_share"),
+        (
+            {"collect.evaluation_modes": ["fleet", "ego"], "collect.behaviour.learner_share": {"fleet": 1}},
+            "no share for evaluation mode ego",
+        ),
         ({"awc.smoothing": 2}, "awc.smoothing"),
         (
             {
@@ -74,6 +83,16 @@ def test_bad_config_is_one_line(
     path.write_text(yaml.safe_dump(data))
     line = fails(capsys, "collect", "--config", str(path), "--out", str(tmp_path / "data"))
     assert expected in line
+
+
+def test_mode_must_be_one_of_the_configs_evaluation_modes(
+    tiny_config, write_config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path / "c.yaml", tiny_config())  # evaluation_modes: [fleet]
+    for command in (["collect"], ["train", "wc-dnn"]):
+        line = fails(capsys, *command, "--config", str(path), "--mode", "ego", "--out", str(tmp_path / "o"))
+        assert "--mode ego: not among collect.evaluation_modes ['fleet'] of config tiny" in line
+    assert not (tmp_path / "o").exists()
 
 
 def test_unreadable_configs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
