@@ -76,9 +76,18 @@ class WCDNNController(nn.Module):
             stem.bias.sub_(stem.weight @ self.norm.mean.to(stem.weight.dtype))
             self.net.delta.bias.add_(self.net.default_gamma)
             self.net.default_gamma = 0.0  # adding 0.0 is exact: decide's γ̂ is the read-out's output
+            # forward's network carries h̃_k = h_k − c_k, c_k = b_1,outer + … + b_k,outer, so a block
+            # is h̃_k = h̃_{k−1} + W_k,outer · SiLU(W_k,inner · h̃_{k−1} + b_k,inner + W_k,inner · c_{k−1})
+            # and a read-out is W · h̃ + (b + W · c): one operation per block fewer.
+            self.blocks = copy.deepcopy(self.net.blocks)
+            carried = torch.zeros_like(stem.bias)
+            for block in self.blocks:
+                block.inner.bias.add_(block.inner.weight @ carried)
+                carried += block.outer.bias
+                block.outer.bias.zero_()  # unused by forward
             heads = [self.net.delta] + ([self.net.modes] if self.net.has_mode_head else [])
             self.head_weight = torch.cat([head.weight for head in heads])  # [1 (+ 3 modes), hidden]
-            self.head_bias = torch.cat([head.bias for head in heads])
+            self.head_bias = torch.cat([head.bias for head in heads]) + self.head_weight @ carried
         self.awc = AWC(awc)
         self.awc_config = awc
         self.session = [0.0] * STATE_SIZE  # forward's state (one session)
@@ -102,16 +111,20 @@ class WCDNNController(nn.Module):
         """One session's decision on features [F]; the state stays in the module.
 
         The same network and ``AWC.step`` as ``decide`` on batch 1, in fewer tensor operations: each
-        layer is one ``addmv`` on the [F] vector (no batch dimension, no transposed weight views), both
-        read-outs are one product, and there are no zero logits without a mode head. A matrix-vector
-        and a one-row matrix product may round differently in the last bit of γ̂; AWC's grid (rule 2
-        of :mod:`wc_dnn.awc`) makes the decisions the same.
+        layer is one ``addmv`` on the [F] vector (no batch dimension, no transposed weight views), the
+        residual blocks' outer biases are carried into the next layers' biases (see ``__init__``), both
+        read-outs are one product, and there are no zero logits without a mode head. The two paths may
+        round γ̂ differently in its last bits, far below AWC's 2⁻¹² grid (rule 2 of :mod:`wc_dnn.awc`):
+        their decisions agree (tests/wc_dnn/test_export.py checks it on recorded telemetry).
         """
         stem = self.net.stem
-        h = nn.functional.silu(torch.addmv(stem.bias, stem.weight, features))
-        for block in self.net.blocks:
-            inner = nn.functional.silu(torch.addmv(block.inner.bias, block.inner.weight, h))
-            h = torch.addmv(h + block.outer.bias, block.outer.weight, inner)
+        h = nn.functional.silu(torch.addmv(stem.bias, stem.weight, features), inplace=True)
+        for block in self.blocks:  # h̃, with the outer biases carried into the next layers (__init__)
+            h = torch.addmv(
+                h,
+                block.outer.weight,
+                nn.functional.silu(torch.addmv(block.inner.bias, block.inner.weight, h), inplace=True),
+            )
         out: list[float] = torch.addmv(self.head_bias, self.head_weight, h).tolist()
         logit_row = out[1:] if self.net.has_mode_head else [0.0] * self.net.n_modes
         gamma, mode, self.session = self.awc.step(out[0], logit_row, self.session)
