@@ -159,7 +159,9 @@ class BackgroundStream:
             self._extend()
             times = self.times
         head = self.head
-        end = min(bisect_right(times, now, head), bisect_left(times, before_s, head), head + most)
+        end = bisect_right(times, now, head, min(head + most, len(times)))
+        if before_s <= now:  # else every arrival up to now is before before_s
+            end = bisect_left(times, before_s, head, end)
         prefills = self._prefills
         i = bisect_left(prefills, head)
         if i < len(prefills) and prefills[i] < end:
