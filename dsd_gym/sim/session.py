@@ -88,14 +88,16 @@ class Session:
         if job is not self._pending_job:
             return
         env = self.env
-        now = env.now
+        now = job.done_s  # the target calls back as the job is done
         kind = job.kind
+        # _round_done's value is the clock when it runs, computed as SimPy does (now + delay).
         if kind == VERIFY:
-            call_later(env, self.link.send_down(now, job.response_bytes) - now, self._round_done)
+            delay = self.link.send_down(now, job.response_bytes) - now
+            call_later(env, delay, self._round_done, now + delay)
         elif kind == PREFILL:
             succeed_later(env, self._pending, self.link.send_down(now, job.response_bytes) - now, job)
         else:  # fused, autoregressive: the next round starts at the cloud; tokens stream down
-            call_later(env, 0.0, self._round_done)
+            call_later(env, 0.0, self._round_done, now)
 
     def on_job_lost(self, job: Job) -> None:
         """Our job died with its target: the edge notices when its request times out."""
@@ -253,11 +255,12 @@ class Session:
         self._round = (int(decision.mode), gamma, accepted, position, context, start, start)
         req.target.submit(job)
 
-    def _round_done(self, _call: Call) -> None:
-        """The reply is at the edge (or, cloud-side, the round is over): commit A + 1 tokens."""
+    def _round_done(self, call: Call) -> None:
+        """The reply is at the edge (or, cloud-side, the round is over) now, at ``call.value``: commit
+        A + 1 tokens."""
         req, job = self.request, self._pending_job
         mode, gamma, accepted, position, context, start, draft_end = self._round
-        end = self.env.now
+        end = call.value
         left = req.output_tokens - position
         committed = left if left < accepted + 1 else accepted + 1
         req.committed += committed
