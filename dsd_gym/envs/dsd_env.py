@@ -26,9 +26,9 @@ from dsd_gym.envs.registration import DEFAULT_SCENARIO
 from dsd_gym.envs.rewards import StepOutcome, reward_function
 from dsd_gym.errors import UserError
 from dsd_gym.sim import Decision, Mode, RoundRecord, Session, Simulation
+from dsd_gym.sim.schedule import succeed_now
 from dsd_gym.telemetry import FEATURES, HIGH, LOW, TelemetryTracker, table
 
-HORIZON = "horizon"  # the value of the stop event when the horizon ends the episode
 MAX_EMPTY_DRAWS = 100  # simulation seeds reset tries before a horizon too short for any decision fails
 NO_ROUND = {  # the round fields of ``info`` when the step ran no round of the deciding session
     "mode": -1, "gamma": 0, "accepted": 0, "committed": 0, "round_ms": 0.0, "draft_ms": 0.0, "uplink_ms": 0.0,
@@ -259,7 +259,8 @@ class _DSDBase(gym.Env):
         for session in self._driven:  # only their rounds make a step's outcome
             session.round_hook = self._on_round
         self._tokens = 0
-        self._stop = sim.env.event()
+        self._halting = False  # a driven session decided (or the horizon passed): the run stops
+        self._halted = False  # ... and has stopped
         self._expired = False
         sim.env.timeout(self.horizon_s).callbacks.append(self._horizon)
         self.deciding: Session | None = None
@@ -270,24 +271,39 @@ class _DSDBase(gym.Env):
     def _decision_point(self, session: Session) -> simpy.Event:
         answer = self._sim.env.event()
         self._pending.append((session, answer))
-        if not self._stop.triggered:
-            self._stop.succeed(session)
+        self._halt()
         return answer
 
     def _horizon(self, _event: simpy.Event) -> None:
         self._expired = True
-        if not self._stop.triggered:
-            self._stop.succeed(HORIZON)
+        self._halt()
+
+    def _halt(self) -> None:
+        """Stop the run where ``env.run(until=stop)`` with ``stop`` succeeded now would: after the events
+        already due now. Usually none is, and the run stops at once, without scheduling ``stop``."""
+        if self._halting:
+            return
+        self._halting = True
+        env = self._sim.env
+        if env.peek() > env.now:
+            self._halted = True
+        else:
+            stop = env.event()
+            stop.callbacks.append(self._stopped)
+            stop.succeed()
+
+    def _stopped(self, _event: simpy.Event) -> None:
+        self._halted = True
 
     def _advance(self) -> tuple[np.ndarray, bool]:
         """Run to the next decision point of a driven session (or the horizon)."""
         if not self._pending and not self._expired:
-            # Step until the stop event has been processed: what ``env.run(until=self._stop)`` does,
-            # without the StopSimulation exception (and the empty event it reschedules) of every step.
-            stop, step = self._stop, self._sim.env.step
-            while stop.callbacks is not None:
+            # Step until halted: what ``env.run(until=...)`` does, without the StopSimulation exception
+            # (and the empty event it reschedules) of every step.
+            step = self._sim.env.step
+            while not self._halted:
                 step()
-            self._stop = self._sim.env.event()
+            self._halting = self._halted = False
         truncated = self._expired
         self.deciding = None if truncated else self._pending[0][0]
         return self._observation(), truncated
@@ -307,7 +323,10 @@ class _DSDBase(gym.Env):
         decision = self.decisions[int(action)]
         self._actions.append(int(action))
         _, answer = self._pending.pop(0)
-        answer.succeed(decision)
+        if self._pending:  # another decision is due first (fleet): the answer waits its turn in the queue
+            answer.succeed(decision)
+        else:
+            succeed_now(self._sim.env, answer, decision)
         before_s = self._sim.env.now
         self._step_rounds = []
         obs, truncated = self._advance()
@@ -328,7 +347,7 @@ class _DSDBase(gym.Env):
         last = outcome.rounds[-1] if outcome is not None and outcome.rounds else None
         sim_time_s = self._sim.env.now
         tokens = outcome.tokens if outcome is not None else 0
-        completed = sum(s.completed for s in self._driven)
+        completed = sum(s.completed for s in self._driven) if self.fleet else session.completed
         if last is None:
             return {
                 "sim_time_s": sim_time_s, "session": session.sid, "tokens": tokens, "rounds": session.rounds,

@@ -159,7 +159,9 @@ class BackgroundStream:
             self._extend()
             times = self.times
         head = self.head
-        end = min(bisect_right(times, now, head), bisect_left(times, before_s, head), head + most)
+        end = bisect_right(times, now, head, min(head + most, len(times)))
+        if before_s <= now:  # else every arrival up to now is before before_s
+            end = bisect_left(times, before_s, head, end)
         prefills = self._prefills
         i = bisect_left(prefills, head)
         if i < len(prefills) and prefills[i] < end:
@@ -253,10 +255,10 @@ class Target:
             if self._clock > now:  # a background iteration is running: the job joins the next one
                 self.busy = True
                 epoch = self.epoch
-                call_later(self.env, self._clock - now, lambda _call: self._resume(epoch))
+                call_later(self.env, self._clock - now, self._resume, epoch)
                 return
         if not self.busy:
-            self._start()
+            self._start(now)
 
     def settle(self, now: float) -> None:
         """Account for background-only iterations up to ``now`` (before metrics are read)."""
@@ -331,9 +333,8 @@ class Target:
         self.metrics.on_iteration(self, now, duration, size, n_tokens, background_verifies)
         return batch, size, n_tokens, duration
 
-    def _start(self) -> None:
+    def _start(self, now: float) -> None:
         """Start an event-driven iteration now, or go lazy when only background work is left."""
-        now = self.env.now
         if self._owned == 0 and self.background is not None:
             self._lazy = True
             self._clock = self._busy_until = now  # no iteration running yet
@@ -347,7 +348,8 @@ class Target:
         self.busy = True
         self._busy_until = now + duration
         epoch = self.epoch
-        call_later(self.env, duration, lambda _call: self._finish(epoch, size))
+        # The end as SimPy's clock will read it (now + delay), so _finish need not ask the clock.
+        call_later(self.env, duration, self._finish, (epoch, size, now + duration))
 
     def _catch_up(self, t: float) -> None:
         """Play the background-only iterations that start by ``t``; nobody observes their jobs.
@@ -386,11 +388,11 @@ class Target:
             self._complete(batch, size, clock)
         self._clock = clock
 
-    def _resume(self, epoch: int) -> None:
-        """The background iteration a session's job waited for has ended."""
-        if epoch == self.epoch:
+    def _resume(self, call: Call) -> None:
+        """The background iteration a session's job waited for has ended (``call.value``: the epoch)."""
+        if call.value == self.epoch:
             self.busy = False
-            self._start()
+            self._start(self.env.now)
 
     def _cloud_draft_s(self, batch: list[tuple[Job, int]]) -> float:
         """The fused jobs' draft passes: pass k batches every fused job with γ >= k."""
@@ -420,12 +422,14 @@ class Target:
             if job.owner is not None:
                 job.owner.on_job_done(job)
 
-    def _finish(self, epoch: int, size: int) -> None:
+    def _finish(self, call: Call) -> None:
+        """An event-driven iteration ends now (``call.value``: its epoch, batch size and end time)."""
+        epoch, size, now = call.value
         if epoch != self.epoch:
             return  # the target failed during this iteration; its jobs are already dropped
         batch, self.batch = self.batch, []
-        self._complete(batch, size, self.env.now)
-        self._start()
+        self._complete(batch, size, now)
+        self._start(now)
 
     # -- failures ------------------------------------------------------------------------------
 
@@ -455,7 +459,7 @@ class Target:
             self.up = True
             if self.background is not None:
                 self.background.skip_until(env.now)  # arrivals while down were refused
-            self._start()
+            self._start(env.now)
 
 
 class Router:

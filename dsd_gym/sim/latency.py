@@ -85,9 +85,10 @@ class Roofline:
         self._per_attn_s = 4.0 * model.layers * model.heads * model.head_dim / flop_s
         self._weights_s = params * model.bytes_per_weight / byte_s
         self._per_kv_s = kv_bytes_per_token / byte_s
-        # sequential_s by (steps, context): an edge drafts every round, and the contexts of a
-        # device group's requests repeat (bounded by the longest prompt + output).
-        self._sequential: dict[tuple[int, int], float] = {}
+        # sequential_s by steps, then context: an edge drafts every round, and the contexts of a device
+        # group's requests repeat (bounded by the longest prompt + output). Two int-keyed lookups are
+        # cheaper than building and hashing a (steps, context) tuple.
+        self._sequential: dict[int, dict[int, float]] = {}
 
     def iteration_s(self, B: int, N: int, C: float, NC: float) -> float:
         compute = self._per_token_s * N + self._per_attn_s * NC
@@ -96,10 +97,12 @@ class Roofline:
 
     def sequential_s(self, steps: int, context: int) -> float:
         """Sum over k < steps of iteration_s(1, 1, context + k, context + k + 1) (memoised)."""
-        key = (steps, context)
-        total = self._sequential.get(key)
+        by_context = self._sequential.get(steps)
+        if by_context is None:
+            by_context = self._sequential[steps] = {}
+        total = by_context.get(context)
         if total is None:
-            total = self._sequential[key] = self._sequential_sum(steps, context)
+            total = by_context[context] = self._sequential_sum(steps, context)
         return total
 
     def _sequential_sum(self, steps: int, context: int) -> float:

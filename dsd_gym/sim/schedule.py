@@ -52,3 +52,20 @@ def succeed_later(env: simpy.Environment, event: simpy.Event, delay: float, valu
     event._ok = True
     event._value = value
     env.schedule(event, NORMAL, delay)
+
+
+def succeed_now(env: simpy.Environment, event: simpy.Event, value: Any) -> None:
+    """Succeed ``event`` with ``value``; when nothing else is due now, also process it at once.
+
+    An event succeeded now is what the next ``env.step()`` processes unless other events are due now;
+    then running its callbacks here is exactly that step, without the trip through the queue. Call it
+    outside the run loop (between ``env.step()`` calls), as the Gymnasium env does with its answers.
+    """
+    if env.peek() > env.now:
+        event._ok = True
+        event._value = value
+        callbacks, event.callbacks = event.callbacks, None
+        for callback in callbacks:
+            callback(event)
+    else:
+        event.succeed(value)

@@ -33,6 +33,8 @@ LOST = object()  # the value a session wakes with when its job was lost (timed o
 # global reads, and the round path compares modes and job kinds several times per round.
 DISTRIBUTED, FUSED = Mode.DISTRIBUTED, Mode.FUSED
 VERIFY, PREFILL = JobKind.VERIFY, JobKind.PREFILL
+# A round in flight keeps its mode as a plain int, the value its record and the metrics take.
+DISTRIBUTED_ROUND = int(Mode.DISTRIBUTED)
 
 
 class Session:
@@ -86,14 +88,16 @@ class Session:
         if job is not self._pending_job:
             return
         env = self.env
-        now = env.now
+        now = job.done_s  # the target calls back as the job is done
         kind = job.kind
+        # _round_done's value is the clock when it runs, computed as SimPy does (now + delay).
         if kind == VERIFY:
-            call_later(env, self.link.send_down(now, job.response_bytes) - now, self._round_done)
+            delay = self.link.send_down(now, job.response_bytes) - now
+            call_later(env, delay, self._round_done, now + delay)
         elif kind == PREFILL:
             succeed_later(env, self._pending, self.link.send_down(now, job.response_bytes) - now, job)
         else:  # fused, autoregressive: the next round starts at the cloud; tokens stream down
-            call_later(env, 0.0, self._round_done)
+            call_later(env, 0.0, self._round_done, now)
 
     def on_job_lost(self, job: Job) -> None:
         """Our job died with its target: the edge notices when its request times out."""
@@ -218,7 +222,7 @@ class Session:
         job = Job(VERIFY, gamma + 1, context, gamma, self, req.kv_epoch)
         job.response_bytes = self._reply_bytes + (accepted + 1) * self._token_bytes
         self._pending_job = job
-        self._round = (DISTRIBUTED, gamma, accepted, position, context, start, draft_end)
+        self._round = (DISTRIBUTED_ROUND, gamma, accepted, position, context, start, draft_end)
         nbytes = self._header + gamma * self._draft_bytes
         if device.exclusive:  # nobody else sends on this uplink: book the send now (as _send_now would)
             job.sent_s = draft_end
@@ -248,17 +252,19 @@ class Session:
             gamma = accepted = 0
             job = Job(JobKind.DECODE, 1, context, 0, self, req.kv_epoch, start)
         self._pending_job = job
-        self._round = (decision.mode, gamma, accepted, position, context, start, start)
+        self._round = (int(decision.mode), gamma, accepted, position, context, start, start)
         req.target.submit(job)
 
-    def _round_done(self, _call: Call) -> None:
-        """The reply is at the edge (or, cloud-side, the round is over): commit A + 1 tokens."""
+    def _round_done(self, call: Call) -> None:
+        """The reply is at the edge (or, cloud-side, the round is over) now, at ``call.value``: commit
+        A + 1 tokens."""
         req, job = self.request, self._pending_job
         mode, gamma, accepted, position, context, start, draft_end = self._round
-        end = self.env.now
-        committed = min(accepted + 1, req.output_tokens - position)
+        end = call.value
+        left = req.output_tokens - position
+        committed = left if left < accepted + 1 else accepted + 1
         req.committed += committed
-        if mode == DISTRIBUTED:
+        if mode == DISTRIBUTED_ROUND:
             req.draft_pos = req.committed
             req.last_token_s = end
             # Split at job.arrived_s (the clock when the job reached the target), not at the computed
@@ -276,7 +282,6 @@ class Session:
         req.rounds += 1
         self.tokens += committed
         self.rounds += 1
-        mode = int(mode)
         self.sim.metrics.on_round(
             self, req.last_token_s, mode, gamma, accepted, committed, start, end,
             draft_s, uplink_s, queue_s, verify_s, downlink_s,
