@@ -20,7 +20,7 @@ from agents.algos import algo as find_algo
 from agents.config import default_config_path
 from dsd_gym.backend import Backend
 from dsd_gym.errors import UserError
-from dsd_gym.study import optimize, trial_folder
+from dsd_gym.study import locations, optimize, trial_folder
 
 NET_ARCH = {"small": [64, 64], "medium": [128, 128]}
 
@@ -119,8 +119,7 @@ def tune(
     if algo.name not in SPACES:
         raise UserError(f"--algo {algo.name}: no search space; allowed: {', '.join(SPACES)}")
     name = study or f"{algo.name}-{env_id.split('/')[-1]}"
-    out = Path(out) if out is not None else Path("runs") / "tune" / name
-    url = storage or f"sqlite:///{out / 'study.db'}"
+    out, url = locations(name, out, storage)
     path = Path(config) if config is not None else default_config_path(algo)
     from agents.config import load_hyperparams
 

@@ -26,6 +26,7 @@ import numpy as np
 from dsd_gym.backend import Backend, run
 from dsd_gym.errors import UserError
 
+SQLITE = "sqlite:///"
 Objective = Callable[[Any, Any], float]  # (optuna trial, settings) -> value; module-level, picklable
 
 
@@ -34,16 +35,14 @@ def storage(url: str) -> Any:
     relative SQLite path is made absolute (workers may run elsewhere) and its folder created."""
     import optuna
 
-    if url.endswith(".log") and "://" not in url:
+    url = absolute(url)
+    if _is_journal(url):
         from optuna.storages.journal import JournalFileBackend
 
-        path = Path(url).absolute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///")).absolute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{path}"
+        Path(url).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(JournalFileBackend(url))
+    if url.startswith(SQLITE):
+        Path(url.removeprefix(SQLITE)).parent.mkdir(parents=True, exist_ok=True)
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as exc:  # SQLAlchemy's errors for a bad URL or an unreachable database vary
@@ -53,13 +52,24 @@ def storage(url: str) -> Any:
         ) from None
 
 
+def _is_journal(url: str) -> bool:
+    return url.endswith(".log") and "://" not in url
+
+
 def absolute(url: str) -> str:
     """``url`` with a relative SQLite or journal path made absolute: what a worker elsewhere opens."""
-    if url.startswith("sqlite:///"):
-        return f"sqlite:///{Path(url.removeprefix('sqlite:///')).absolute()}"
-    if url.endswith(".log") and "://" not in url:
+    if url.startswith(SQLITE):
+        return f"{SQLITE}{Path(url.removeprefix(SQLITE)).absolute()}"
+    if _is_journal(url):
         return str(Path(url).absolute())
     return url
+
+
+def locations(name: str, out: str | os.PathLike[str] | None, url: str | None) -> tuple[Path, str]:
+    """The trial folders and the storage URL of study ``name``: ``out`` (default ``runs/tune/<name>``)
+    and ``url`` (default ``sqlite:///<out>/study.db``), each as given when given."""
+    folder = Path(out) if out is not None else Path("runs") / "tune" / name
+    return folder, url or f"{SQLITE}{folder / 'study.db'}"
 
 
 def open_study(url: str, name: str, direction: str, seed: int = 0, slot: int = 0) -> Any:

@@ -17,9 +17,9 @@ behaviour from ``behaviour.mix`` with a generator seeded by (simulation seed, k)
 (``heuristic``, ``analytic``, ``oracle``, ...), ``random`` (a uniformly random allowed decision every
 round), ``sticky-random`` (one held for a geometric number of rounds of mean ``sticky_rounds``) or
 ``random-fixed`` (one for the whole session). With a ``learner`` (DAgger: an exported controller,
-``dsd-gym collect --learner PATH``), the session first runs it with probability ``learner_share`` (of
-the task's evaluation mode)
-(behaviour ``learner``) and draws from the mix otherwise. Every round, with probability ``epsilon``, a
+``dsd-gym collect --learner PATH``), the session first runs it (behaviour ``learner``) with
+probability ``learner_share`` (the share of the task's evaluation mode) and draws from the mix
+otherwise. Every round, with probability ``epsilon``, a
 uniformly random allowed decision replaces the behaviour's. Background groups keep their own policies.
 
 **Labels.** The first ``record_sessions`` behaviour sessions are labelled (in ego mode: the ego):

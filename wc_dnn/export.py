@@ -62,8 +62,10 @@ class WCDNNController(nn.Module):
     the copy's layers, each saving a tensor operation per decision: the normalisation into the first
     layer, W' = W / std (column-wise), b' = b − W' · mean, so W' · x + b' = W · ((x − mean) / std) + b;
     and γ_default into the read-out's bias, b_Δ' = b_Δ + γ_default. ``norm`` itself is kept for the
-    metadata. For ``forward`` (one session, the runtime's hot path) the Δ and mode read-outs are also
-    stacked into one matrix, so a decision is one matrix-vector product per layer and one ``tolist``.
+    metadata. For ``forward`` (one session, the runtime's hot path) the residual blocks' outer biases
+    are carried into the next layers' biases (in a copy of the blocks) and the Δ and mode read-outs
+    are stacked into one matrix, so a decision is one matrix-vector product per layer and one
+    ``tolist``.
     """
 
     def __init__(self, norm: FeatureNorm, net: WindowNet, awc: AWCConfig) -> None:

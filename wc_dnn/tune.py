@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dsd_gym.backend import Backend
-from dsd_gym.study import optimize, trial_folder
+from dsd_gym.study import locations, optimize, trial_folder
 from wc_dnn.config import WCDNNConfig, parse_config
 
 
@@ -71,8 +71,7 @@ def tune(
     for folder in data:
         read_sidecar(Path(folder))  # a missing or foreign dataset fails here, in one line
     name = study or f"wc-dnn-{config.name}"
-    out = Path(out) if out is not None else Path("runs") / "tune" / name
-    url = storage or f"sqlite:///{out / 'study.db'}"
+    out, url = locations(name, out, storage)
     settings = Settings(
         config.model_dump(mode="json"), tuple(str(Path(d).absolute()) for d in data), str(out.absolute())
     )
