@@ -22,7 +22,7 @@ import simpy
 from dsd_gym.sim.cloud import Job, JobKind
 from dsd_gym.sim.controller import Decision, Mode
 from dsd_gym.sim.records import Request, RoundRecord
-from dsd_gym.sim.schedule import Call, call_later, succeed_later
+from dsd_gym.sim.schedule import Call, call_later, deliver_later, succeed_later
 
 if TYPE_CHECKING:
     from dsd_gym.sim.system import EdgeDevice, Simulation
@@ -169,21 +169,17 @@ class Session:
 
     # -- decode rounds: decide, play, complete, repeat ------------------------------------------
 
-    def _next_round(self) -> None:
-        req = self.request
-        if req.committed >= req.output_tokens:
-            succeed_later(self.env, self._decoding, 0.0, None)
-            return
-        decision = self.controller.decide(self)
-        if decision.__class__ is not Decision:  # an event: the decision comes from outside (the env)
-            decision.callbacks.append(self._decided)
-            return
-        self._play(decision)
-
-    def _decided(self, event: simpy.Event) -> None:
-        self._play(event.value)
-
-    def _play(self, decision: Decision) -> None:
+    def _next_round(self, decision: Decision | None = None) -> None:
+        """Ask the controller for the next round's decision (unless it came from outside) and play it."""
+        if decision is None:
+            req = self.request
+            if req.committed >= req.output_tokens:
+                succeed_later(self.env, self._decoding, 0.0, None)
+                return
+            decision = self.controller.decide(self)
+            if decision.__class__ is not Decision:  # an event: the decision comes from outside (the env)
+                decision.callbacks.append(self._decided)
+                return
         if decision is not self._checked:  # most controllers repeat one decision object: check it once
             self._check(decision)
         self.last_decision = decision
@@ -191,6 +187,9 @@ class Session:
             self._distributed(decision.gamma)
         else:
             self._cloud(decision)
+
+    def _decided(self, event: simpy.Event) -> None:
+        self._next_round(event.value)
 
     def _check(self, decision: Decision) -> None:
         if decision.mode not in self._modes or (
@@ -205,7 +204,7 @@ class Session:
     def _distributed(self, gamma: int, _call: Call | None = None) -> None:
         """Draft γ tokens on the edge, send them up; the target verifies; the reply comes down."""
         env, req = self.env, self.request
-        start = env.now
+        start = env._now  # the clock without the property call (a round each)
         if req.last_token_s > start:  # the edge has not yet received streamed tokens
             call_later(env, req.last_token_s - start, partial(self._distributed, gamma))
             return
@@ -227,7 +226,7 @@ class Session:
         if device.exclusive:  # nobody else sends on this uplink: book the send now (as _send_now would)
             job.sent_s = draft_end
             arrive = self.link.send_up(draft_end, nbytes)
-            call_later(env, arrive - start, req.target.on_arrival, job)
+            deliver_later(env, arrive - start, job, req.target.submit)
         else:
             call_later(env, draft_end - start, partial(self._send_now, job, nbytes, req.target))
 
@@ -236,7 +235,7 @@ class Session:
         now = self.env.now
         job.sent_s = now
         arrive = self.link.send_up(now, nbytes)
-        call_later(self.env, arrive - now, target.on_arrival, job)
+        deliver_later(self.env, arrive - now, job, target.submit)
 
     def _cloud(self, decision: Decision) -> None:
         """Fused or autoregressive: the round runs at the cloud; tokens stream to the edge."""
