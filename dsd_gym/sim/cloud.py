@@ -51,10 +51,9 @@ class Job:
     ``callbacks`` and ``_ok``, all that ``Environment.step`` reads of it.
     """
 
-    _ok = True
-
     __slots__ = (
         "callbacks",
+        "_ok",
         "kind",
         "tokens",
         "context",
@@ -319,7 +318,7 @@ class Target:
             heappop(queue)
             if job.owner is not None:
                 owned += 1
-            if job.started_s < 0:
+            if job.started_s < 0.0:
                 job.started_s = now
             batch.append((job, take))
             slots -= 1
@@ -328,7 +327,7 @@ class Target:
             context = job.context
             context_sum += context
             attention += take * (context + (take + 1) / 2)
-            if kind == _FUSED:
+            if kind is _FUSED:  # job kinds are JobKind members: identity, not IntEnum's generic ==
                 fused = True
         self._owned -= owned
         size = len(batch) + background_verifies

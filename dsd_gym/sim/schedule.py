@@ -29,13 +29,13 @@ class Call:
     """A scheduled callback: what ``Environment.step`` reads of a successful event, and its value.
 
     Not a ``simpy.Event``: nothing may ``yield`` it or add callbacks to it; only its own
-    ``callback(call)`` runs, once, when it is due. It always succeeds: ``_ok`` is a class attribute.
+    ``callback(call)`` runs, once, when it is due.
     """
 
-    __slots__ = ("callbacks", "value")
+    __slots__ = ("callbacks", "_ok", "value")
 
     callbacks: list[Callable[[Call], None]] | None
-    _ok = True
+    _ok: bool
     value: Any
 
 
@@ -43,10 +43,11 @@ def call_later(
     env: simpy.Environment, delay: float, callback: Callable[[Call], None], value: Any = None
 ) -> None:
     """Run ``callback(call)`` ``delay`` seconds from now; ``call.value`` is ``value``."""
-    if delay < 0:
+    if delay < 0.0:  # a float literal: float < int is a generic comparison
         raise ValueError(f"negative delay {delay}")
     call = Call()
     call.callbacks = [callback]
+    call._ok = True  # a slot, not a class attribute: Python 3.11 reads those without a lookup cache
     call.value = value
     # env.schedule(call, NORMAL, delay), inline; step needs only the attributes above.
     heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), call))  # type: ignore[arg-type]
@@ -55,12 +56,13 @@ def call_later(
 def deliver_later(env: simpy.Environment, delay: float, item: Any, callback: Callable[[Any], None]) -> None:
     """Run ``callback(item)`` ``delay`` seconds from now, scheduling ``item`` itself as the action.
 
-    ``item`` must look like a :class:`Call` to ``Environment.step`` (a ``callbacks`` attribute, ``_ok``
-    true). A job travelling to its target is one (``cloud.Job``): that saves a :class:`Call` per round.
+    ``item`` needs the attributes of a :class:`Call` that ``Environment.step`` reads (``callbacks``,
+    ``_ok``). A job travelling to its target is one (``cloud.Job``): that saves a :class:`Call` per round.
     """
-    if delay < 0:
+    if delay < 0.0:  # a float literal: float < int is a generic comparison
         raise ValueError(f"negative delay {delay}")
     item.callbacks = [callback]
+    item._ok = True
     heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), item))  # env.schedule, inline
 
 

@@ -90,14 +90,13 @@ class Session:
         env = self.env
         now = job.done_s  # the target calls back as the job is done
         kind = job.kind
-        # _round_done's value is the clock when it runs, computed as SimPy does (now + delay).
-        if kind == VERIFY:
-            delay = self.link.send_down(now, job.response_bytes) - now
-            call_later(env, delay, self._round_done, now + delay)
-        elif kind == PREFILL:
+        # The job itself carries the reply back: it is the action that runs _round_done.
+        if kind is VERIFY:  # job kinds are JobKind members: identity, not IntEnum's generic ==
+            deliver_later(env, self.link.send_down(now, job.response_bytes) - now, job, self._round_done)
+        elif kind is PREFILL:
             succeed_later(env, self._pending, self.link.send_down(now, job.response_bytes) - now, job)
         else:  # fused, autoregressive: the next round starts at the cloud; tokens stream down
-            call_later(env, 0.0, self._round_done, now)
+            deliver_later(env, 0.0, job, self._round_done)
 
     def on_job_lost(self, job: Job) -> None:
         """Our job died with its target: the edge notices when its request times out."""
@@ -254,12 +253,12 @@ class Session:
         self._round = (int(decision.mode), gamma, accepted, position, context, start, start)
         req.target.submit(job)
 
-    def _round_done(self, call: Call) -> None:
-        """The reply is at the edge (or, cloud-side, the round is over) now, at ``call.value``: commit
-        A + 1 tokens."""
-        req, job = self.request, self._pending_job
+    def _round_done(self, job: Job) -> None:
+        """The reply to ``job`` is at the edge (or, cloud-side, the round is over) now: commit A + 1
+        tokens."""
+        req = self.request
         mode, gamma, accepted, position, context, start, draft_end = self._round
-        end = call.value
+        end = self.env._now  # the clock without the property call
         left = req.output_tokens - position
         committed = left if left < accepted + 1 else accepted + 1
         req.committed += committed
