@@ -18,11 +18,11 @@ counter): a Python call less per scheduled action, of which a simulation makes a
 from __future__ import annotations
 
 from collections.abc import Callable
-from heapq import heappush
+from heapq import heappop, heappush
 from typing import Any
 
 import simpy
-from simpy.core import NORMAL
+from simpy.core import NORMAL, EmptySchedule
 
 
 class Call:
@@ -88,3 +88,34 @@ def succeed_now(env: simpy.Environment, event: simpy.Event, value: Any) -> None:
             callback(event)
     else:
         event.succeed(value)
+
+
+class Halt:
+    """The flag :func:`step_until` watches: a callback sets ``halted`` to stop the run after its event."""
+
+    __slots__ = ("halted",)
+
+    def __init__(self) -> None:
+        self.halted = False
+
+
+def step_until(env: simpy.Environment, halt: Halt) -> None:
+    """Process events as ``env.step()`` does until ``halt.halted``.
+
+    ``Environment.step`` inline in one loop: a Python call less per event, of which a simulation
+    processes about two per round. Only for loops that stop on a flag, not on an ``until`` event
+    (``env.run``'s ``StopSimulation`` is not handled).
+    """
+    queue = env._queue
+    while not halt.halted:
+        try:
+            env._now, _, _, event = heappop(queue)
+        except IndexError:
+            raise EmptySchedule from None
+        callbacks, event.callbacks = event.callbacks, None
+        for callback in callbacks:
+            callback(event)
+        if not event._ok and not hasattr(event, "_defused"):  # a failed event nobody defused: crash
+            exc = type(event._value)(*event._value.args)
+            exc.__cause__ = event._value
+            raise exc
