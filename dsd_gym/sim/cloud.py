@@ -80,12 +80,22 @@ class Job:
         sent_s: float = 0.0,
     ) -> None:
         self.kind = kind
+        self.owner = owner
+        self.renew(tokens, context, gamma, epoch)
+        self.sent_s = sent_s
+
+    def renew(self, tokens: int, context: int, gamma: int, epoch: int) -> None:
+        """Make this job a new one of its kind and owner, as if just built.
+
+        A session has one round in flight at a time: it renews one verify job every round instead of
+        building one (an object per round is a measurable share of it). Only a job the target is done
+        with (completed or dropped) may be renewed.
+        """
         self.tokens = tokens
         self.context = context
         self.gamma = gamma
-        self.owner = owner
         self.epoch = epoch
-        self.sent_s = sent_s
+        self.sent_s = 0.0
         self.arrived_s = 0.0
         self.started_s = -1.0
         self.done_s = 0.0

@@ -65,6 +65,7 @@ class Session:
         self.request: Request | None = None
         self._pending: simpy.Event | None = None  # the prefill's reply
         self._pending_job: Job | None = None
+        self._verify = Job(VERIFY, 0, 0, owner=self)  # renewed every distributed round (Job.renew)
         self._decoding: simpy.Event | None = None  # succeeds when the decode rounds end (or LOST)
         self._round: tuple = ()  # the round in flight: mode, γ, A, position, context, start, draft end
         self.rounds = 0
@@ -217,7 +218,8 @@ class Session:
         draft_end = (start if start > device.busy_until else device.busy_until) + draft_s
         device.busy_until = draft_end
         accepted = req.path.accepted_count(position, gamma)
-        job = Job(VERIFY, gamma + 1, context, gamma, self, req.kv_epoch)
+        job = self._verify
+        job.renew(gamma + 1, context, gamma, req.kv_epoch)
         job.response_bytes = self._reply_bytes + (accepted + 1) * self._token_bytes
         self._pending_job = job
         self._round = (DISTRIBUTED_ROUND, gamma, accepted, position, context, start, draft_end)
