@@ -236,6 +236,7 @@ class Target:
         self.chunk = group.prefill_chunk_tokens
         self.queue: list[tuple[float, int, Job]] = []
         self._seq = itertools.count()
+        self.arrival_callbacks = [self.submit]  # what a job delivered here runs (schedule.deliver_later)
         self.batch: list[tuple[Job, int]] = []
         self.busy = False  # an event-driven iteration is running (or a lazy one a job waits for)
         self.up = True

@@ -53,15 +53,20 @@ def call_later(
     heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), call))  # type: ignore[arg-type]
 
 
-def deliver_later(env: simpy.Environment, delay: float, item: Any, callback: Callable[[Any], None]) -> None:
-    """Run ``callback(item)`` ``delay`` seconds from now, scheduling ``item`` itself as the action.
+def deliver_later(
+    env: simpy.Environment, delay: float, item: Any, callbacks: list[Callable[[Any], None]]
+) -> None:
+    """Run each of ``callbacks`` on ``item`` ``delay`` seconds from now, scheduling ``item`` itself as
+    the action.
 
     ``item`` needs the attributes of a :class:`Call` that ``Environment.step`` reads (``callbacks``,
     ``_ok``). A job travelling to its target is one (``cloud.Job``): that saves a :class:`Call` per round.
+    ``callbacks`` may be one list shared by every delivery to the same receiver (built once, not per
+    delivery): ``Environment.step`` only iterates it, and nothing may add callbacks to ``item``.
     """
     if delay < 0.0:  # a float literal: float < int is a generic comparison
         raise ValueError(f"negative delay {delay}")
-    item.callbacks = [callback]
+    item.callbacks = callbacks
     item._ok = True
     heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), item))  # env.schedule, inline
 

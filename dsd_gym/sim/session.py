@@ -66,6 +66,7 @@ class Session:
         self._pending: simpy.Event | None = None  # the prefill's reply
         self._pending_job: Job | None = None
         self._verify = Job(VERIFY, 0, 0, owner=self)  # renewed every distributed round (Job.renew)
+        self._reply_callbacks = [self._round_done]  # what a reply runs (schedule.deliver_later)
         self._decoding: simpy.Event | None = None  # succeeds when the decode rounds end (or LOST)
         self._round: tuple = ()  # the round in flight: mode, γ, A, position, context, start, draft end
         self.rounds = 0
@@ -93,11 +94,12 @@ class Session:
         kind = job.kind
         # The job itself carries the reply back: it is the action that runs _round_done.
         if kind is VERIFY:  # job kinds are JobKind members: identity, not IntEnum's generic ==
-            deliver_later(env, self.link.send_down(now, job.response_bytes) - now, job, self._round_done)
+            delay = self.link.send_down(now, job.response_bytes) - now
+            deliver_later(env, delay, job, self._reply_callbacks)
         elif kind is PREFILL:
             succeed_later(env, self._pending, self.link.send_down(now, job.response_bytes) - now, job)
         else:  # fused, autoregressive: the next round starts at the cloud; tokens stream down
-            deliver_later(env, 0.0, job, self._round_done)
+            deliver_later(env, 0.0, job, self._reply_callbacks)
 
     def on_job_lost(self, job: Job) -> None:
         """Our job died with its target: the edge notices when its request times out."""
@@ -227,7 +229,7 @@ class Session:
         if device.exclusive:  # nobody else sends on this uplink: book the send now (as _send_now would)
             job.sent_s = draft_end
             arrive = self.link.send_up(draft_end, nbytes)
-            deliver_later(env, arrive - start, job, req.target.submit)
+            deliver_later(env, arrive - start, job, req.target.arrival_callbacks)
         else:
             call_later(env, draft_end - start, partial(self._send_now, job, nbytes, req.target))
 
@@ -236,7 +238,7 @@ class Session:
         now = self.env.now
         job.sent_s = now
         arrive = self.link.send_up(now, nbytes)
-        deliver_later(self.env, arrive - now, job, target.submit)
+        deliver_later(self.env, arrive - now, job, target.arrival_callbacks)
 
     def _cloud(self, decision: Decision) -> None:
         """Fused or autoregressive: the round runs at the cloud; tokens stream to the edge."""

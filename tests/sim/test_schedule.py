@@ -122,7 +122,7 @@ def test_step_until_processes_what_env_step_would_and_stops_after_the_halting_ev
                 log.append((f"tick-{k}", env.now))
 
         env.process(worker())
-        deliver_later(env, 1.0, Call(), stop)
+        deliver_later(env, 1.0, Call(), [stop])
         call_later(env, 1.0, lambda call: log.append(("same-time", env.now)))
         if inline:
             step_until(env, halt)
