@@ -5,14 +5,15 @@ scheduled actions per round. ``env.timeout(delay).callbacks.append(fn)`` builds 
 object with a ``__dict__``, a Python ``__init__``, a callbacks list appended to afterwards) just to
 run ``fn`` later. ``Environment.step`` only pops the queue entry, swaps out ``event.callbacks``, calls
 each callback with the event and reads ``event._ok``; :func:`call_later` schedules an object with
-just those attributes (and the value the callback reads), through the public
-``Environment.schedule`` at ``NORMAL`` priority — what ``Timeout`` does. Time and order are therefore
-exactly those of a ``Timeout`` created at the same moment, including first-in first-out order among
-actions due at the same time (the environment's event counter breaks ties).
+just those attributes (and the value the callback reads), and :func:`deliver_later` schedules an
+object that already has them (a job on its way). Both push the entry ``Environment.schedule`` would
+push at ``NORMAL`` priority — what ``Timeout`` does — themselves: the same ``(now + delay, priority,
+next id, event)``, on the same queue, from the same counter, a Python call less per action. Time and
+order are therefore exactly those of a ``Timeout`` created at the same moment, including first-in
+first-out order among actions due at the same time (the environment's event counter breaks ties).
 
-:func:`call_later` and :func:`succeed_later` push the queue entry ``Environment.schedule`` would push
-themselves (the same ``(now + delay, priority, next id, event)``, on the same queue, from the same
-counter): a Python call less per scheduled action, of which a simulation makes about two per round.
+:func:`step_until` is ``Environment.step`` in a loop that stops on a flag, for the env's run to the
+next decision point.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def call_later(
         raise ValueError(f"negative delay {delay}")
     call = Call()
     call.callbacks = [callback]
-    call._ok = True  # a slot, not a class attribute: Python 3.11 reads those without a lookup cache
+    call._ok = True  # a slot: Python 3.11 caches reads of slots, not of class attributes
     call.value = value
     # env.schedule(call, NORMAL, delay), inline; step needs only the attributes above.
     heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), call))  # type: ignore[arg-type]

@@ -65,7 +65,7 @@ class Session:
         self.request: Request | None = None
         self._pending: simpy.Event | None = None  # the prefill's reply
         self._pending_job: Job | None = None
-        self._verify = Job(VERIFY, 0, 0, owner=self)  # renewed every distributed round (Job.renew)
+        self._verify_job = Job(VERIFY, 0, 0, owner=self)  # renewed every distributed round (Job.renew)
         self._reply_callbacks = [self._round_done]  # what a reply runs (schedule.deliver_later)
         self._decoding: simpy.Event | None = None  # succeeds when the decode rounds end (or LOST)
         self._round: tuple = ()  # the round in flight: mode, γ, A, position, context, start, draft end
@@ -220,7 +220,7 @@ class Session:
         draft_end = (start if start > device.busy_until else device.busy_until) + draft_s
         device.busy_until = draft_end
         accepted = req.path.accepted_count(position, gamma)
-        job = self._verify
+        job = self._verify_job
         job.renew(gamma + 1, context, gamma, req.kv_epoch)
         job.response_bytes = self._reply_bytes + (accepted + 1) * self._token_bytes
         self._pending_job = job
