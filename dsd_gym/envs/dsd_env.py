@@ -26,7 +26,7 @@ from dsd_gym.envs.registration import DEFAULT_SCENARIO
 from dsd_gym.envs.rewards import StepOutcome, reward_function
 from dsd_gym.errors import UserError
 from dsd_gym.sim import Decision, Mode, RoundRecord, Session, Simulation
-from dsd_gym.sim.schedule import succeed_now
+from dsd_gym.sim.schedule import Halt, step_until, succeed_now
 from dsd_gym.telemetry import FEATURES, HIGH, LOW, TelemetryTracker, table
 
 MAX_EMPTY_DRAWS = 100  # simulation seeds reset tries before a horizon too short for any decision fails
@@ -260,7 +260,7 @@ class _DSDBase(gym.Env):
             session.round_hook = self._on_round
         self._tokens = 0
         self._halting = False  # a driven session decided (or the horizon passed): the run stops
-        self._halted = False  # ... and has stopped
+        self._stop = Halt()  # ... and has stopped (its flag)
         self._expired = False
         sim.env.timeout(self.horizon_s).callbacks.append(self._horizon)
         self.deciding: Session | None = None
@@ -286,24 +286,22 @@ class _DSDBase(gym.Env):
         self._halting = True
         env = self._sim.env
         if env.peek() > env.now:
-            self._halted = True
+            self._stop.halted = True
         else:
             stop = env.event()
             stop.callbacks.append(self._stopped)
             stop.succeed()
 
     def _stopped(self, _event: simpy.Event) -> None:
-        self._halted = True
+        self._stop.halted = True
 
     def _advance(self) -> tuple[np.ndarray, bool]:
         """Run to the next decision point of a driven session (or the horizon)."""
         if not self._pending and not self._expired:
             # Step until halted: what ``env.run(until=...)`` does, without the StopSimulation exception
             # (and the empty event it reschedules) of every step.
-            step = self._sim.env.step
-            while not self._halted:
-                step()
-            self._halting = self._halted = False
+            step_until(self._sim.env, self._stop)
+            self._halting = self._stop.halted = False
         truncated = self._expired
         self.deciding = None if truncated else self._pending[0][0]
         return self._observation(), truncated

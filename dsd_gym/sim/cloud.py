@@ -39,14 +39,21 @@ class JobKind(IntEnum):
 
 # Bound once: in Python 3.11 reading an attribute of an Enum class costs about ten global reads, and
 # the batcher compares job kinds for every job of every batch.
-_PREFILL, _BACKGROUND_PREFILL, _FUSED = JobKind.PREFILL, JobKind.BACKGROUND_PREFILL, JobKind.FUSED
+_FUSED = JobKind.FUSED
+_CHUNKED = frozenset((JobKind.PREFILL, JobKind.BACKGROUND_PREFILL))  # kinds whose tokens may span iterations
 _INF = float("inf")
 
 
 class Job:
-    """One unit of work at a target. ``tokens`` counts new tokens still to process."""
+    """One unit of work at a target. ``tokens`` counts new tokens still to process.
+
+    A job on its way to its target is its own scheduled action (``schedule.deliver_later``): hence
+    ``callbacks`` and ``_ok``, all that ``Environment.step`` reads of it.
+    """
 
     __slots__ = (
+        "callbacks",
+        "_ok",
         "kind",
         "tokens",
         "context",
@@ -73,12 +80,22 @@ class Job:
         sent_s: float = 0.0,
     ) -> None:
         self.kind = kind
+        self.owner = owner
+        self.renew(tokens, context, gamma, epoch)
+        self.sent_s = sent_s
+
+    def renew(self, tokens: int, context: int, gamma: int, epoch: int) -> None:
+        """Make this job a new one of its kind and owner, as if just built.
+
+        A session has one round in flight at a time: it renews one verify job every round instead of
+        building one (an object per round is a measurable share of it). Only a job the target is done
+        with (completed or dropped) may be renewed.
+        """
         self.tokens = tokens
         self.context = context
         self.gamma = gamma
-        self.owner = owner
         self.epoch = epoch
-        self.sent_s = sent_s
+        self.sent_s = 0.0
         self.arrived_s = 0.0
         self.started_s = -1.0
         self.done_s = 0.0
@@ -219,6 +236,7 @@ class Target:
         self.chunk = group.prefill_chunk_tokens
         self.queue: list[tuple[float, int, Job]] = []
         self._seq = itertools.count()
+        self.arrival_callbacks = [self.submit]  # what a job delivered here runs (schedule.deliver_later)
         self.batch: list[tuple[Job, int]] = []
         self.busy = False  # an event-driven iteration is running (or a lazy one a job waits for)
         self.up = True
@@ -234,16 +252,12 @@ class Target:
         """Jobs queued or running: what join-shortest-queue compares."""
         return len(self.queue) + len(self.batch)
 
-    def on_arrival(self, call: Call) -> None:
-        """The callback of a :func:`call_later` whose value is a job reaching the target: submit it."""
-        self.submit(call.value)
-
     def submit(self, job: Job) -> None:
         """A job arrives now. A down target, or one that lost the job's KV cache, drops it."""
         if not self.up or job.epoch != self.epoch:
             self._drop(job)
             return
-        now = self.env.now
+        now = self.env._now  # the clock without the property call (a submit per round)
         if self._lazy:
             self._catch_up(now)
         job.arrived_s = now
@@ -276,7 +290,7 @@ class Target:
         inf = _INF
         budget, slots = self.max_batch_tokens, self.max_batch_size
         batch: list[tuple[Job, int]] = []
-        background_verifies = n_tokens = context_sum = 0
+        background_verifies = n_tokens = context_sum = owned = 0  # owned: session jobs taken
         attention = 0.0
         fused = False
         arrival = None  # the next background arrival, asked again only once background work is taken
@@ -306,7 +320,7 @@ class Target:
                 break
             job = queue[0][2]
             kind = job.kind
-            if kind == _PREFILL or kind == _BACKGROUND_PREFILL:
+            if kind in _CHUNKED:
                 take = min(job.tokens, budget, self.chunk)
             elif job.tokens <= budget:
                 take = job.tokens
@@ -314,16 +328,19 @@ class Target:
                 break
             heappop(queue)
             if job.owner is not None:
-                self._owned -= 1
-            if job.started_s < 0:
+                owned += 1
+            if job.started_s < 0.0:
                 job.started_s = now
             batch.append((job, take))
             slots -= 1
             budget -= take
             n_tokens += take
-            context_sum += job.context
-            attention += take * (job.context + (take + 1) / 2)
-            fused = fused or kind == _FUSED
+            context = job.context
+            context_sum += context
+            attention += take * (context + (take + 1) / 2)
+            if kind is _FUSED:  # job kinds are JobKind members: identity, not IntEnum's generic ==
+                fused = True
+        self._owned -= owned
         size = len(batch) + background_verifies
         if size == 0:
             return batch, 0, 0, 0.0
@@ -412,15 +429,16 @@ class Target:
         """Jobs of an iteration ending at ``now``: unfinished prefills queue again, the rest are done."""
         for job, take in batch:
             job.tokens -= take
+            owner = job.owner
             if job.tokens > 0:
                 heappush(self.queue, (job.arrived_s, next(self._seq), job))
-                if job.owner is not None:
+                if owner is not None:
                     self._owned += 1
                 continue
             job.done_s = now
             job.batch_size = size
-            if job.owner is not None:
-                job.owner.on_job_done(job)
+            if owner is not None:
+                owner.on_job_done(job)
 
     def _finish(self, call: Call) -> None:
         """An event-driven iteration ends now (``call.value``: its epoch, batch size and end time)."""

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from dsd_gym.sim.records import Request
 
 BREAKDOWN = ("draft", "uplink", "queue", "verify", "downlink")
-DISTRIBUTED = Mode.DISTRIBUTED  # bound once: an Enum attribute read is slow, and this is read every round
+# Bound once, as the int a round's mode is: an Enum attribute read is slow, and so is comparing an int
+# with an IntEnum; this is read every round.
+DISTRIBUTED = int(Mode.DISTRIBUTED)
 
 
 class Metrics:
@@ -115,7 +117,7 @@ class Metrics:
     ) -> None:
         end, warmup = start + duration, self.warmup_s  # conditionals: cheaper than min() and max() calls
         overlap = (self.end_s if self.end_s < end else end) - (warmup if warmup > start else start)
-        if overlap > 0:
+        if overlap > 0.0:
             self.busy_s += overlap
         if start >= self.warmup_s:
             self.iterations += 1

@@ -22,7 +22,7 @@ import simpy
 from dsd_gym.sim.cloud import Job, JobKind
 from dsd_gym.sim.controller import Decision, Mode
 from dsd_gym.sim.records import Request, RoundRecord
-from dsd_gym.sim.schedule import Call, call_later, succeed_later
+from dsd_gym.sim.schedule import Call, call_later, deliver_later, succeed_later
 
 if TYPE_CHECKING:
     from dsd_gym.sim.system import EdgeDevice, Simulation
@@ -65,6 +65,8 @@ class Session:
         self.request: Request | None = None
         self._pending: simpy.Event | None = None  # the prefill's reply
         self._pending_job: Job | None = None
+        self._verify_job = Job(VERIFY, 0, 0, owner=self)  # renewed every distributed round (Job.renew)
+        self._reply_callbacks = [self._round_done]  # what a reply runs (schedule.deliver_later)
         self._decoding: simpy.Event | None = None  # succeeds when the decode rounds end (or LOST)
         self._round: tuple = ()  # the round in flight: mode, γ, A, position, context, start, draft end
         self.rounds = 0
@@ -90,14 +92,14 @@ class Session:
         env = self.env
         now = job.done_s  # the target calls back as the job is done
         kind = job.kind
-        # _round_done's value is the clock when it runs, computed as SimPy does (now + delay).
-        if kind == VERIFY:
+        # The job itself carries the reply back: it is the action that runs _round_done.
+        if kind is VERIFY:  # job kinds are JobKind members: identity, not IntEnum's generic ==
             delay = self.link.send_down(now, job.response_bytes) - now
-            call_later(env, delay, self._round_done, now + delay)
-        elif kind == PREFILL:
+            deliver_later(env, delay, job, self._reply_callbacks)
+        elif kind is PREFILL:
             succeed_later(env, self._pending, self.link.send_down(now, job.response_bytes) - now, job)
         else:  # fused, autoregressive: the next round starts at the cloud; tokens stream down
-            call_later(env, 0.0, self._round_done, now)
+            deliver_later(env, 0.0, job, self._reply_callbacks)
 
     def on_job_lost(self, job: Job) -> None:
         """Our job died with its target: the edge notices when its request times out."""
@@ -169,21 +171,17 @@ class Session:
 
     # -- decode rounds: decide, play, complete, repeat ------------------------------------------
 
-    def _next_round(self) -> None:
-        req = self.request
-        if req.committed >= req.output_tokens:
-            succeed_later(self.env, self._decoding, 0.0, None)
-            return
-        decision = self.controller.decide(self)
-        if decision.__class__ is not Decision:  # an event: the decision comes from outside (the env)
-            decision.callbacks.append(self._decided)
-            return
-        self._play(decision)
-
-    def _decided(self, event: simpy.Event) -> None:
-        self._play(event.value)
-
-    def _play(self, decision: Decision) -> None:
+    def _next_round(self, decision: Decision | None = None) -> None:
+        """Ask the controller for the next round's decision (unless it came from outside) and play it."""
+        if decision is None:
+            req = self.request
+            if req.committed >= req.output_tokens:
+                succeed_later(self.env, self._decoding, 0.0, None)
+                return
+            decision = self.controller.decide(self)
+            if decision.__class__ is not Decision:  # an event: the decision comes from outside (the env)
+                decision.callbacks.append(self._decided)
+                return
         if decision is not self._checked:  # most controllers repeat one decision object: check it once
             self._check(decision)
         self.last_decision = decision
@@ -191,6 +189,9 @@ class Session:
             self._distributed(decision.gamma)
         else:
             self._cloud(decision)
+
+    def _decided(self, event: simpy.Event) -> None:
+        self._next_round(event.value)
 
     def _check(self, decision: Decision) -> None:
         if decision.mode not in self._modes or (
@@ -205,7 +206,7 @@ class Session:
     def _distributed(self, gamma: int, _call: Call | None = None) -> None:
         """Draft γ tokens on the edge, send them up; the target verifies; the reply comes down."""
         env, req = self.env, self.request
-        start = env.now
+        start = env._now  # the clock without the property call (a round each)
         if req.last_token_s > start:  # the edge has not yet received streamed tokens
             call_later(env, req.last_token_s - start, partial(self._distributed, gamma))
             return
@@ -219,7 +220,8 @@ class Session:
         draft_end = (start if start > device.busy_until else device.busy_until) + draft_s
         device.busy_until = draft_end
         accepted = req.path.accepted_count(position, gamma)
-        job = Job(VERIFY, gamma + 1, context, gamma, self, req.kv_epoch)
+        job = self._verify_job
+        job.renew(gamma + 1, context, gamma, req.kv_epoch)
         job.response_bytes = self._reply_bytes + (accepted + 1) * self._token_bytes
         self._pending_job = job
         self._round = (DISTRIBUTED_ROUND, gamma, accepted, position, context, start, draft_end)
@@ -227,7 +229,7 @@ class Session:
         if device.exclusive:  # nobody else sends on this uplink: book the send now (as _send_now would)
             job.sent_s = draft_end
             arrive = self.link.send_up(draft_end, nbytes)
-            call_later(env, arrive - start, req.target.on_arrival, job)
+            deliver_later(env, arrive - start, job, req.target.arrival_callbacks)
         else:
             call_later(env, draft_end - start, partial(self._send_now, job, nbytes, req.target))
 
@@ -236,7 +238,7 @@ class Session:
         now = self.env.now
         job.sent_s = now
         arrive = self.link.send_up(now, nbytes)
-        call_later(self.env, arrive - now, target.on_arrival, job)
+        deliver_later(self.env, arrive - now, job, target.arrival_callbacks)
 
     def _cloud(self, decision: Decision) -> None:
         """Fused or autoregressive: the round runs at the cloud; tokens stream to the edge."""
@@ -255,12 +257,12 @@ class Session:
         self._round = (int(decision.mode), gamma, accepted, position, context, start, start)
         req.target.submit(job)
 
-    def _round_done(self, call: Call) -> None:
-        """The reply is at the edge (or, cloud-side, the round is over) now, at ``call.value``: commit
-        A + 1 tokens."""
-        req, job = self.request, self._pending_job
+    def _round_done(self, job: Job) -> None:
+        """The reply to ``job`` is at the edge (or, cloud-side, the round is over) now: commit A + 1
+        tokens."""
+        req = self.request
         mode, gamma, accepted, position, context, start, draft_end = self._round
-        end = call.value
+        end = self.env._now  # the clock without the property call
         left = req.output_tokens - position
         committed = left if left < accepted + 1 else accepted + 1
         req.committed += committed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import simpy
 
-from dsd_gym.sim.schedule import call_later, succeed_later
+from dsd_gym.sim.schedule import Call, Halt, call_later, deliver_later, step_until, succeed_later
 
 
 def _mixed_run(use_call_later: bool) -> list[tuple[str, float, object]]:
@@ -104,3 +104,46 @@ def test_succeed_later_wakes_a_waiting_process_like_a_timeout() -> None:
     log = run(True)
     assert log == run(False)
     assert log == [("before", 2.0, "early"), ("woke", 2.0, "answer"), ("after", 2.0, "late")]
+
+
+def test_step_until_processes_what_env_step_would_and_stops_after_the_halting_event() -> None:
+    def run(inline: bool) -> list[tuple[str, float]]:
+        env = simpy.Environment()
+        log: list[tuple[str, float]] = []
+        halt = Halt()
+
+        def stop(event: object) -> None:
+            log.append(("stop", env.now))
+            halt.halted = True
+
+        def worker():
+            for k in range(4):
+                yield env.timeout(0.5)
+                log.append((f"tick-{k}", env.now))
+
+        env.process(worker())
+        deliver_later(env, 1.0, Call(), [stop])
+        call_later(env, 1.0, lambda call: log.append(("same-time", env.now)))
+        if inline:
+            step_until(env, halt)
+        else:
+            while not halt.halted:
+                env.step()
+        log.append(("left", env.peek()))
+        return log
+
+    log = run(True)
+    assert log == run(False)
+    assert log[-2:] == [("stop", 1.0), ("left", 1.0)]  # the action due at the same time is still queued
+
+
+def test_step_until_raises_what_a_failed_event_raises() -> None:
+    env = simpy.Environment()
+
+    def crash():
+        yield env.timeout(1.0)
+        raise RuntimeError("boom")
+
+    env.process(crash())
+    with pytest.raises(RuntimeError, match="boom"):
+        step_until(env, Halt())
