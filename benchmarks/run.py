@@ -8,7 +8,15 @@
   on the `ideal` scenario over the grid α × γ × c of the theory test.
 """
 
+# ruff: noqa: E402  (the thread settings below must precede numpy's first import)
 from __future__ import annotations
+
+import os
+
+# One core means one thread: numpy's OpenBLAS otherwise starts a worker per CPU whose spinning
+# competes with the simulation on a 2-core machine (set before numpy is first imported).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import argparse
 import json
