@@ -82,3 +82,18 @@ def test_bad_credit_settings_give_one_line(
     assert main([*args, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and expected in err, err
+
+
+def test_the_shipped_ppo_config_gives_round_credit_where_it_was_measured() -> None:
+    from agents.algos import algo
+    from agents.config import load_hyperparams
+
+    for env_id in (
+        "dsd_gym/DSD-busy-cloud-v0",
+        "dsd_gym/DSDFleet-busy-cloud-v0",
+        "dsd_gym/DSDFleet-regime-shift-v0",
+    ):
+        params = load_hyperparams(algo("ppo"), env_id)
+        assert params.credit == "round" and params.env_kwargs["reward"] == "round_rate", env_id
+        assert params.env_kwargs["history"] == 2, "env_kwargs merge with the default's"
+    assert load_hyperparams(algo("ppo"), "dsd_gym/DSDFleet-cellular-v0").credit == "step"
