@@ -11,6 +11,8 @@ are merged one level down)::
       env_kwargs: {horizon_s: 30, history: 2}                           # gymnasium.make kwargs
       eval: {freq: 20000, variants: 4, seed: 1000}  # held-out scenario variants, every freq steps
       checkpoint_freq: 50000       # env steps between checkpoints (resume takes the newest)
+      credit: step                 # step: SB3's GAE along the env's steps; round: along each session's
+                                   # own rounds (agents.credit; on-policy, non-recurrent, reward round_rate)
       policy: MlpPolicy
       policy_kwargs: {net_arch: [64, 64], activation_fn: tanh}
       learning_rate: lin_3.0e-4    # a float, or lin_<x>: linear decay from x to 0 over training
@@ -27,7 +29,7 @@ from __future__ import annotations
 import copy
 import inspect
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -77,6 +79,7 @@ class HyperParams(_Model):
     env_kwargs: dict[str, Any] = {}
     eval: EvalSpec = EvalSpec()
     checkpoint_freq: int = Field(50_000, gt=0)
+    credit: Literal["step", "round"] = "step"
     policy: str = "MlpPolicy"
     policy_kwargs: dict[str, Any] = {}
     algo_kwargs: dict[str, Any] = {}
@@ -142,6 +145,17 @@ def load_hyperparams(algo: Algo, env_id: str, path: str | Path | None = None) ->
         params = HyperParams(**{k: v for k, v in settings.items() if k in fields}, algo_kwargs=algo_kwargs)
     except ValidationError as exc:
         raise UserError(f"{where} [{section}]: {explain(exc, HyperParams)}") from None
+    if params.credit == "round":
+        reward = params.env_kwargs.get("reward")
+        if not algo.on_policy or algo.recurrent:
+            raise UserError(
+                f"{where} [{section}]: credit: 'round' does not apply to {algo.name}; allowed: step (round "
+                "needs a non-recurrent on-policy algorithm: ppo, a2c)"
+            )
+        if reward != "round_rate":
+            raise UserError(
+                f"{where} [{section}]: credit: 'round' needs env_kwargs.reward round_rate, not {reward!r}"
+            )
     for key, value in algo_kwargs.items():  # schedules must parse now, not an hour into training
         schedule(value, f"{where} [{section}]: {key}")
     policy_kwargs(params.policy_kwargs, f"{where} [{section}]: policy_kwargs")

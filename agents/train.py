@@ -28,6 +28,7 @@ from agents.algos import Algo
 from agents.algos import algo as find_algo
 from agents.callbacks import Checkpoints, DSDMetrics, HeldOutEvaluation, save_model
 from agents.config import HyperParams, load_hyperparams, policy_kwargs, schedule
+from agents.credit import RoundCredit
 from agents.curves import plot_curves
 from dsd_gym.controllers.rl_run import RUN_FILE, RunInfo, decisions_of, read_run, write_run
 from dsd_gym.errors import UserError
@@ -152,6 +153,8 @@ def train(
     evaluation = HeldOutEvaluation(folder, env_id, params, upto=model.num_timesteps if checkpoint else None)
     checkpoints = Checkpoints(folder, params.checkpoint_freq)
     callbacks = [DSDMetrics(horizon_s=probe.horizon_s), evaluation, checkpoints]
+    if params.credit == "round":
+        callbacks.insert(0, RoundCredit(model.gamma, model.gae_lambda))
     started, at_start = time.perf_counter(), model.num_timesteps
     if remaining > 0:
         model.learn(

@@ -21,9 +21,10 @@ from pydantic import ValidationError
 from dsd_gym.config.loader import RawScenario, explain, read_scenario
 from dsd_gym.config.schema import MODES, RandomRange, Scenario
 from dsd_gym.controllers import parse_policy
+from dsd_gym.envs.externality import batch_externality
 from dsd_gym.envs.randomization import ScenarioSampler
 from dsd_gym.envs.registration import DEFAULT_SCENARIO
-from dsd_gym.envs.rewards import StepOutcome, reward_function
+from dsd_gym.envs.rewards import StepOutcome, reward_function, round_terms
 from dsd_gym.errors import UserError
 from dsd_gym.sim import Decision, Mode, RoundRecord, Session, Simulation
 from dsd_gym.sim.schedule import Halt, step_until, succeed_now
@@ -115,6 +116,7 @@ class _DSDBase(gym.Env):
             except UserError as exc:
                 raise UserError(f"others: {exc}") from None
         self._reward, self._reward_params = reward_function(reward, reward_kwargs, base.slo.tpot_ms / 1e3)
+        self._credits = reward == "round_rate"
         self.decisions = self._action_table(base)
         self.action_space = spaces.Discrete(len(self.decisions))
         rows = history + 1
@@ -125,6 +127,7 @@ class _DSDBase(gym.Env):
         self._sim: Simulation | None = None
         self._episode: tuple[int, dict[str, Any]] | None = None
         self._actions: list[int] = []
+        self.credit: tuple[int, int, tuple[tuple[int, float], ...]] | None = None
 
     # -- construction helpers ------------------------------------------------------------------
 
@@ -239,6 +242,13 @@ class _DSDBase(gym.Env):
         history = self.history + 1 if self.history else 0
         self._driven: list[Session] = []
         self._step_rounds: list[RoundRecord] = []
+        self._step_deciders: list[int] = []  # the step that decided each of _step_rounds
+        self._step_extra: list[float] = []  # ... and what its job cost its teammates (round_rate's X)
+        self._extra_s: dict[int, float] = {}  # session id -> X of its current round so far
+        self._decided_at: dict[int, int] = {}  # session id -> the step that decided its current round
+        self._flying: set[int] = set()  # driven sessions with a round in flight
+        self._busy_tokens = 0  # committed by the driven sessions' completed rounds ...
+        self._busy_s = 0.0  # ... and those rounds' time (round_rate's ρ̄)
         self._pending: list[tuple[Session, simpy.Event]] = []
 
         def controllers(group: Any) -> Any:
@@ -256,6 +266,10 @@ class _DSDBase(gym.Env):
         )  # fmt: skip
         self._sim = sim
         self._driven = [s for s in sim.sessions if s.controller is self._external]
+        if self._credits:
+            team, weight = set(self._driven), self._reward_params["flight_weight"]
+            for target in sim.targets:
+                target.on_batch = lambda *batch: self._on_batch(team, weight, *batch)
         for session in self._driven:  # only their rounds make a step's outcome
             session.round_hook = self._on_round
         self._tokens = 0
@@ -267,6 +281,13 @@ class _DSDBase(gym.Env):
 
     def _on_round(self, record: RoundRecord, session: Session) -> None:
         self._step_rounds.append(record)
+        self._step_deciders.append(self._decided_at.get(record.session, -1))
+        self._step_extra.append(self._extra_s.pop(record.session, 0.0))
+        self._flying.discard(record.session)
+
+    def _on_batch(self, team: set[Session], weight: float, *batch: Any) -> None:
+        for session, extra_s in batch_externality(*batch, team, len(self._flying), weight):
+            self._extra_s[session.sid] = self._extra_s.get(session.sid, 0.0) + extra_s
 
     def _decision_point(self, session: Session) -> simpy.Event:
         answer = self._sim.env.event()
@@ -320,24 +341,36 @@ class _DSDBase(gym.Env):
             raise RuntimeError("call reset() before step(), and again after an episode ends")
         decision = self.decisions[int(action)]
         self._actions.append(int(action))
-        _, answer = self._pending.pop(0)
+        session, answer = self._pending.pop(0)
+        self._decided_at[session.sid] = len(self._actions) - 1
+        self._flying.add(session.sid)
         if self._pending:  # another decision is due first (fleet): the answer waits its turn in the queue
             answer.succeed(decision)
         else:
             succeed_now(self._sim.env, answer, decision)
         before_s = self._sim.env.now
         self._step_rounds = []
+        self._step_deciders = []
+        self._step_extra = []
         obs, truncated = self._advance()
         # Against the tokens already rewarded, not those at the step's start: the first step then also
         # counts what reset's run committed (the first prefill's token), so the return is every token
         # the driven sessions committed within the horizon.
         after = sum(s.tokens for s in self._driven) if self.fleet else self._driven[0].tokens
         rate_tok_s = self._tokens / before_s if before_s > 0 else 0.0
+        busy_rate_tok_s = self._busy_tokens / self._busy_s if self._busy_s > 0 else 0.0
+        elapsed_s = self._sim.env.now - before_s
         outcome = StepOutcome(
-            after - self._tokens, self._sim.env.now - before_s, self._step_rounds, rate_tok_s
+            after - self._tokens, elapsed_s, self._step_rounds, rate_tok_s, busy_rate_tok_s, self._step_extra
         )
         self._tokens = after
         reward = self._reward(outcome, self._reward_params)
+        if self._credits:
+            terms = zip(self._step_deciders, round_terms(outcome), strict=True)
+            self.credit = (len(self._actions) - 1, session.sid, tuple(terms))
+        for record, extra_s in zip(self._step_rounds, self._step_extra, strict=True):
+            self._busy_tokens += record.committed
+            self._busy_s += record.end_s - record.start_s + extra_s
         return obs, reward, False, truncated, self._info(outcome)
 
     def _info(self, outcome: StepOutcome | None = None) -> dict[str, Any]:
@@ -424,8 +457,15 @@ past rounds (zeros before the first). Features:
 
 See ``dsd_gym.envs.rewards``: ``throughput`` (default; tokens committed in the step, so the return
 is throughput × horizon), ``time_penalty`` (tokens − ρ·Δt), ``rate`` (tokens − ρ̂·Δt, ρ̂ the
-episode's own rate so far), ``slo_goodput`` (tokens of rounds within the TPOT SLO), ``cloud_cost``
-(tokens − β·positions the cloud computes).
+episode's own rate so far), ``round_rate`` (Σ over the step's rounds of tokens − ρ̄·round time, ρ̄
+the tokens per second of round time so far), ``slo_goodput`` (tokens of rounds within the TPOT SLO),
+``cloud_cost`` (tokens − β·positions the cloud computes).
+
+Under ``round_rate``, ``env.unwrapped.credit`` after a step is ``(k, session, ((j, term), ...))``: the
+step's index ``k`` in the episode, the session whose decision it applied, and each round completed
+during the step with the index ``j`` of the step that decided it and its reward term — what a learner
+needs to credit each round to its own decision (``agents.credit``). ``reset`` leaves it as it is: a
+vectorised env resets as soon as an episode ends, before a learner reads its last step's credit.
 
 ## Starting State
 
@@ -444,7 +484,7 @@ simulation seed.
 | kwarg | default | meaning |
 |---|---|---|
 | ``scenario`` | ``"metro-5g"`` | a shipped name, a YAML path, or a ``Scenario`` object |
-| ``reward`` | ``"throughput"`` | ``throughput``, ``time_penalty``, ``rate``, ``slo_goodput``, ``cloud_cost``|
+| ``reward`` | ``"throughput"`` | a name of ``dsd_gym.envs.rewards.REWARDS`` (see Rewards) |
 | ``reward_kwargs`` | ``None`` | ``rate_tok_s`` (time_penalty), ``beta`` (cloud_cost) |
 | ``window_choices`` | scenario's | the windows an action may pick |
 | ``modes`` | scenario's | subset of ``distributed``, ``fused``, ``autoregressive`` |

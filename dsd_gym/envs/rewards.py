@@ -13,6 +13,19 @@ committed ``n_r`` and duration ``T_r``:
   objective with Dinkelbach's parameter tracking the policy instead of a fixed guess: where the policy
   beats its running rate the reward is positive, so each step's sign says whether the round was worth
   its time, across scenarios whose rates differ by orders of magnitude (no ``rate_tok_s`` to tune).
+- ``round_rate``: ``Σ_r (n_r − ρ̄·(T_r + X_r))``, the myopic oracle's objective on realised rounds:
+  ``X_r`` is the time the round's cloud job cost the jobs of the other driven sessions on the target
+  (:mod:`dsd_gym.envs.externality`; 0 in the ego env; ``flight_weight``, default 1, weighs the
+  teammates whose round is in flight but not yet at the target: a saturated target's every later
+  iteration shifts by what the job adds, so they wait for it too) and ``ρ̄ = Σ n / Σ (T + X)`` over the driven
+  sessions' rounds completed in the episode before the step (0 before the first). The same
+  Dinkelbach form as ``rate``, but every term belongs to one round, so it can be credited to the
+  decision that started the round (:func:`round_terms`; the env's ``credit``). That is what the fleet
+  variant needs: there a step lasts until *any* session decides, so the step's ``n`` and ``Δt`` mix
+  every session's rounds and ``rate`` credits a decision with rounds other decisions started
+  (``agents.credit`` recomputes the advantages along each session's own rounds); and a session's
+  own round, alone, rewards windows and fused passes that slow everyone else (``X``). Time between
+  rounds (think time, the next request's prefill) is charged to no round.
 - ``slo_goodput``: ``Σ_r n_r · 1[T_r / n_r ≤ slo.tpot_ms]``: only tokens delivered within the TPOT SLO.
 - ``cloud_cost``: ``n − β·Σ_r v_r`` with ``β = beta`` (default 0.25) and ``v_r`` the positions the
   cloud computes for the round: ``γ_r + 1`` verified (plus ``γ_r`` draft passes in fused mode, 1 in
@@ -37,6 +50,8 @@ class StepOutcome:
     elapsed_s: float
     rounds: list[RoundRecord] = field(default_factory=list)
     rate_tok_s: float = 0.0  # the agent's tokens per simulated second in the episode before the step
+    busy_rate_tok_s: float = 0.0  # round_rate's ρ̄: Σ n / Σ (T + X) over the rounds before the step
+    extra_s: list[float] = field(default_factory=list)  # X of each of ``rounds`` (round_rate)
 
 
 def _throughput(o: StepOutcome, p: dict[str, Any]) -> float:
@@ -49,6 +64,16 @@ def _time_penalty(o: StepOutcome, p: dict[str, Any]) -> float:
 
 def _rate(o: StepOutcome, p: dict[str, Any]) -> float:
     return o.tokens - o.rate_tok_s * o.elapsed_s
+
+
+def round_terms(o: StepOutcome) -> list[float]:
+    """``round_rate``'s term ``n_r − ρ̄·(T_r + X_r)`` of each round of the step, in ``o.rounds`` order."""
+    rate, extra = o.busy_rate_tok_s, o.extra_s or [0.0] * len(o.rounds)
+    return [r.committed - rate * (r.end_s - r.start_s + x) for r, x in zip(o.rounds, extra, strict=True)]
+
+
+def _round_rate(o: StepOutcome, p: dict[str, Any]) -> float:
+    return float(sum(round_terms(o)))
 
 
 def _slo_goodput(o: StepOutcome, p: dict[str, Any]) -> float:
@@ -70,10 +95,15 @@ REWARDS: dict[str, Callable[[StepOutcome, dict[str, Any]], float]] = {
     "throughput": _throughput,
     "time_penalty": _time_penalty,
     "rate": _rate,
+    "round_rate": _round_rate,
     "slo_goodput": _slo_goodput,
     "cloud_cost": _cloud_cost,
 }
-DEFAULTS: dict[str, dict[str, float]] = {"time_penalty": {"rate_tok_s": 30.0}, "cloud_cost": {"beta": 0.25}}
+DEFAULTS: dict[str, dict[str, float]] = {
+    "time_penalty": {"rate_tok_s": 30.0},
+    "round_rate": {"flight_weight": 1.0},
+    "cloud_cost": {"beta": 0.25},
+}
 
 
 def reward_function(

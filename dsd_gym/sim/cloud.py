@@ -203,6 +203,22 @@ class BackgroundStream:
         return job
 
 
+def draft_passes(draft_cost: Any, batch: list[tuple[Job, int]]) -> list[tuple[float, int]]:
+    """(duration, jobs drafting in it) of each fused-draft pass of a batch: pass k batches every fused
+    job with γ > k. Empty without fused jobs."""
+    drafts = [(job.gamma, job.context) for job, _ in batch if job.kind == _FUSED]
+    iteration_s = draft_cost.iteration_s
+    passes = []
+    for k in range(max((gamma for gamma, _ in drafts), default=0)):
+        live = context = 0
+        for gamma, job_context in drafts:
+            if gamma > k:
+                live += 1
+                context += job_context + k
+        passes.append((iteration_s(live, live, context, context + live), live))
+    return passes
+
+
 class Target:
     """One cloud target: a tensor-parallel GPU group running the target model.
 
@@ -245,6 +261,9 @@ class Target:
         self._owned = 0  # queued jobs that belong to sessions
         self._lazy = background is not None  # playing background-only iterations lazily
         self._clock = 0.0  # lazy mode: when the next background-only batch is formed
+        # Called as on_batch(target, batch, size, n_tokens, context_sum, attention) for every iteration
+        # that holds session jobs (the env's externality accounting, dsd_gym.envs.externality).
+        self.on_batch: Any = None
         if failure_rng is not None and group.mtbf_s is not None:
             env.process(self._failures(failure_rng))
 
@@ -347,6 +366,8 @@ class Target:
         duration = self.cost.iteration_s(size, n_tokens, context_sum, attention)
         if fused:
             duration += self._cloud_draft_s(batch)
+        if self.on_batch is not None and batch:
+            self.on_batch(self, batch, size, n_tokens, context_sum, attention)
         self.metrics.on_iteration(self, now, duration, size, n_tokens, background_verifies)
         return batch, size, n_tokens, duration
 
@@ -412,18 +433,8 @@ class Target:
             self._start(self.env.now)
 
     def _cloud_draft_s(self, batch: list[tuple[Job, int]]) -> float:
-        """The fused jobs' draft passes: pass k batches every fused job with γ >= k."""
-        drafts = [(job.gamma, job.context) for job, _ in batch if job.kind == _FUSED]
-        iteration_s = self.draft_cost.iteration_s
-        total = 0.0
-        for k in range(max(gamma for gamma, _ in drafts)):
-            live = context = 0
-            for gamma, job_context in drafts:
-                if gamma > k:
-                    live += 1
-                    context += job_context + k
-            total += iteration_s(live, live, context, context + live)
-        return total
+        """The fused jobs' draft passes (:func:`draft_passes`)."""
+        return sum(duration for duration, _ in draft_passes(self.draft_cost, batch))
 
     def _complete(self, batch: list[tuple[Job, int]], size: int, now: float) -> None:
         """Jobs of an iteration ending at ``now``: unfinished prefills queue again, the rest are done."""

@@ -113,3 +113,27 @@ def test_each_action_runs_its_decision() -> None:
                 assert info["draft_ms"] > 0
             else:  # the round runs at the cloud: nothing drafted at the edge, nothing sent
                 assert info["draft_ms"] == info["uplink_ms"] == 0.0
+
+
+def test_round_credit_names_the_decision_that_started_each_round() -> None:
+    """Under ``round_rate`` each completed round is credited to its session's latest decision, once,
+    and the step's reward is the sum of its rounds' terms."""
+    env = gym.make(FLEET, horizon_s=10.0, reward="round_rate")
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    latest: dict[int, int] = {}  # session -> its latest decision's step
+    session_of: dict[int, int] = {}
+    credited: list[int] = []
+    truncated = False
+    while not truncated:
+        _, reward, _, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+        step, session, rounds = env.unwrapped.credit
+        assert step == len(session_of)
+        session_of[step] = session
+        latest[session] = step
+        for decided, _term in rounds:
+            assert latest[session_of[decided]] == decided, "a round ends before its session decides again"
+        credited += [decided for decided, _ in rounds]
+        assert reward == pytest.approx(sum(term for _, term in rounds), abs=1e-9)
+    assert len(credited) == len(set(credited)) > len(session_of) // 2
+    assert len({session_of[d] for d in credited}) == 8, "every session's rounds are credited"

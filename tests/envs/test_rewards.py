@@ -140,3 +140,21 @@ def test_return_counts_every_request_of_the_session(env_id: str) -> None:
         total += reward
     assert info["requests_completed"] >= 1, "the horizon should hold more than one request"
     assert total == env.unwrapped._driven[0].tokens
+
+
+def test_round_rate_charges_each_round_its_time_at_the_busy_rate_so_far() -> None:
+    env, steps = _episode("round_rate")
+    tokens, busy_s = 0.0, 0.0
+    signs = set()
+    for reward, info in steps[1:]:
+        round_s = info["round_ms"] / 1e3
+        rate = tokens / busy_s if busy_s > 0 else 0.0
+        assert reward == pytest.approx(info["committed"] - rate * round_s, rel=1e-9, abs=1e-9)
+        tokens += info["committed"]
+        busy_s += round_s
+        signs.add(reward > 0)
+    assert signs == {True, False}, "rounds better and worse than the busy rate should both occur"
+    # The last step's credit: ideal has one session, so each round is credited to the step itself.
+    step, session, rounds = env.unwrapped.credit
+    assert (step, session) == (len(steps) - 2, env.unwrapped._driven[0].sid)
+    assert rounds == () or (len(rounds) == 1 and rounds[0] == (step, pytest.approx(steps[-1][0])))

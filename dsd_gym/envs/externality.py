@@ -1,0 +1,73 @@
+"""What a round's cloud job costs its teammates: the realised ``X`` of the ``round_rate`` reward.
+
+The myopic oracle prices a decision's round time plus ``X_d``, the time its job costs the jobs of its
+teammates (the sessions whose throughput is the objective) on a shared target, in expectation over a
+projection of the batcher (:meth:`dsd_gym.controllers.oracles.RoundModel.evaluate`). Here the same
+quantity is measured on each iteration that actually ran, for every job of a driven session in it:
+
+    X_j = n·v_j + (n + 1)·s_j − o_j
+
+with ``n = n_b + w·n_f``: ``n_b`` the teammates' jobs in the batch or left waiting in the queue when it
+formed, as the oracle counts them, and ``n_f`` the other teammates with a round in flight (drafting,
+on the link) weighed by ``w`` (``flight_weight``): on a saturated target every later iteration
+starts later by what the job adds, so their jobs, when they arrive, wait for it too. ``v_j`` is what
+the job's tokens add to the forward pass (the iteration's cost with and without them, same latency
+model), ``s_j`` its share of the fused-draft passes (pass k split evenly among the fused jobs with
+γ > k) and ``o_j`` the passes it waits for itself (already in its own round time). Stochastic
+background jobs and the other tenants count as nobody's time, as in the oracle. In the ego env the
+session has no teammates, so ``X`` is 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from typing import Any
+
+from dsd_gym.sim.cloud import JobKind, draft_passes
+
+__all__ = ["batch_externality"]
+
+_ROUNDS = (JobKind.VERIFY, JobKind.FUSED, JobKind.DECODE)
+
+
+def batch_externality(
+    target: Any,
+    batch: list[tuple[Any, int]],
+    size: int,
+    n_tokens: int,
+    context_sum: float,
+    attention: float,
+    team: Container[Any],
+    in_flight: int = 0,
+    flight_weight: float = 0.0,
+) -> list[tuple[Any, float]]:
+    """(session, X) of every round job of a ``team`` session in the iteration ``Target._form`` built;
+    ``in_flight``: the team's sessions with a round in flight (the job's own included)."""
+    mine = [(job, take) for job, take in batch if job.owner in team and job.kind in _ROUNDS]
+    if not mine:
+        return []
+    teammates = sum(1 for job, _ in batch if job.owner in team)
+    waiting = sum(1 for _, _, job in target.queue if job.owner in team)
+    near = teammates - 1 + waiting
+    others = near + flight_weight * max(0, in_flight - 1 - near)
+    passes = draft_passes(target.draft_cost, batch)
+    full_s = target.cost.iteration_s(size, n_tokens, context_sum, attention)
+    out = []
+    for job, take in mine:
+        if others == 0:
+            out.append((job.owner, 0.0))
+            continue
+        without_s = (
+            target.cost.iteration_s(
+                size - 1, n_tokens - take, context_sum - job.context,
+                attention - take * (job.context + (take + 1) / 2),
+            )
+            if size > 1
+            else 0.0
+        )  # fmt: skip
+        extra = others * (full_s - without_s)
+        if job.kind == JobKind.FUSED:
+            own = passes[: job.gamma]
+            extra += (others + 1) * sum(s / live for s, live in own) - sum(s for s, _ in own)
+        out.append((job.owner, max(0.0, extra)))
+    return out
