@@ -177,7 +177,8 @@ def env_speed(name: str, overrides: list[str], horizon_s: float, repeats: int) -
                 return ego
             return background(group)
 
-        sim = Simulation(scenario, controllers, seed=repeat, telemetry=telemetry_factory)
+        # metrics=False as in the env: the baseline is the same simulation, without the env around it.
+        sim = Simulation(scenario, controllers, seed=repeat, telemetry=telemetry_factory, metrics=False)
         start = time.perf_counter()
         sim.run()
         rounds = sim.sessions[0].rounds

@@ -263,6 +263,7 @@ class _DSDBase(gym.Env):
         sim = Simulation(
             scenario, controllers, seed=sim_seed,
             telemetry=lambda sc: TelemetryTracker(sc.telemetry.smoothing, history),
+            metrics=False,  # rewards and info come from the sessions and their rounds, not the report
         )  # fmt: skip
         self._sim = sim
         self._driven = [s for s in sim.sessions if s.controller is self._external]

@@ -21,7 +21,7 @@ from dsd_gym.sim.cloud import BackgroundStream, Router, Target
 from dsd_gym.sim.controller import Controller
 from dsd_gym.sim.distributions import sample, sample_tokens
 from dsd_gym.sim.latency import cloud_draft_cost, edge_draft_cost, target_cost
-from dsd_gym.sim.metrics import Metrics, Tee
+from dsd_gym.sim.metrics import Metrics, NoMetrics, Tee
 from dsd_gym.sim.network import Link, delay_process
 from dsd_gym.sim.records import Request, RoundRecord
 from dsd_gym.sim.session import Session
@@ -54,7 +54,9 @@ class Simulation:
     ``telemetry(scenario)`` builds the feature tracker of every session whose controller reads it
     (a controller with ``observes = False``, like a fixed window, gets none: it would be wasted work);
     ``round_hook(record, session)`` sees every round (tests and the env use it);
-    ``acceptance_profiles`` maps profile names used by a workload trace to their processes.
+    ``acceptance_profiles`` maps profile names used by a workload trace to their processes;
+    ``metrics=False`` keeps no metrics (:class:`NoMetrics`: a run whose report nobody reads, such as
+    the env's; :meth:`summary` and :meth:`meter` then refuse).
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class Simulation:
         telemetry: Callable[[Scenario], Any] | None = None,
         round_hook: Callable[[RoundRecord, Session], None] | None = None,
         acceptance_profiles: dict[str, Any] | None = None,
+        metrics: bool = True,
     ) -> None:
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else int(seed)
@@ -74,7 +77,7 @@ class Simulation:
         self.acceptance_profiles = acceptance_profiles or {}
         self.env = simpy.Environment()
         self.streams = Streams(self.seed)
-        self.metrics = self._new_metrics()
+        self.metrics: Metrics | NoMetrics = self._new_metrics() if metrics else NoMetrics()
         self.path_margin = max(scenario.control.window_choices) + 1
         self.sessions: list[Session] = []  # the closed-loop sessions (open-loop ones come and go)
         self.arrived = 0
@@ -252,6 +255,7 @@ class Simulation:
         their edge-visible time in the window, their rounds, their completed requests (TTFT, TPOT,
         goodput). Its cloud-side figures (utilisation, batch size) stay zero: they are the system's.
         """
+        self._need_metrics("meter")
         chosen = self._new_metrics()
         self.metrics = Tee(self.metrics, chosen, select)  # type: ignore[assignment]
         return chosen
@@ -259,11 +263,17 @@ class Simulation:
     # -- running -------------------------------------------------------------------------------
 
     def run(self, until: float | None = None) -> dict[str, Any]:
-        """Run to ``until`` (default: the scenario's duration) and return the summary."""
+        """Run to ``until`` (default: the scenario's duration) and return the summary (empty when
+        the simulation keeps no metrics)."""
         self.env.run(until=self.scenario.duration_s if until is None else until)
-        return self.summary()
+        return {} if isinstance(self.metrics, NoMetrics) else self.summary()
+
+    def _need_metrics(self, what: str) -> None:
+        if isinstance(self.metrics, NoMetrics):
+            raise RuntimeError(f"{what}: this simulation was built with metrics=False and keeps none")
 
     def summary(self) -> dict[str, Any]:
+        self._need_metrics("summary")
         for target in self.targets:
             target.settle(min(self.env.now, self.scenario.duration_s))
         up = sum(d.link.up.bytes for d in self.devices)

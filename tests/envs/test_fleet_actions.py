@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import dsd_gym  # noqa: F401  (registers the ids)
-from dsd_gym.sim import Decision, Mode
+from dsd_gym.envs import dsd_env
+from dsd_gym.sim import Decision, Mode, Simulation
 
 FLEET = "dsd_gym/DSDFleet-metro-5g-v0"
 
@@ -51,12 +52,25 @@ def test_fleet_return_is_the_tokens_of_every_foreground_session(seed: int) -> No
     assert total == sum(s.tokens for s in foreground)
 
 
-def test_fleet_return_matches_the_simulators_own_count() -> None:
+def test_fleet_return_matches_the_simulators_own_count(monkeypatch: pytest.MonkeyPatch) -> None:
     """In distributed mode a token is visible at the edge when its round ends, which is when the env
-    counts it, so the return equals the simulator's foreground-token metric over [0, horizon]."""
+    counts it, so the return equals the simulator's foreground-token metric over [0, horizon]. (The
+    env's simulations keep no metrics; this one is built with them, which changes nothing else.)"""
+
+    def metered(*args: object, **kwargs: object) -> Simulation:
+        return Simulation(*args, **{**kwargs, "metrics": True})  # type: ignore[arg-type]
+
+    monkeypatch.setattr(dsd_env, "Simulation", metered)
     env = gym.make(FLEET, horizon_s=10.0, modes=["distributed"], randomize=False)
     total, _ = _episode(env, seed=3)
     assert total == env.unwrapped._sim.metrics.foreground_tokens > 0
+
+
+def test_env_simulations_keep_no_metrics() -> None:
+    env = gym.make(FLEET, horizon_s=5.0)
+    _episode(env, seed=0)
+    with pytest.raises(RuntimeError, match="metrics=False"):
+        env.unwrapped._sim.summary()
 
 
 def test_background_sessions_are_never_driven() -> None:
