@@ -52,7 +52,7 @@ import numpy as np
 
 from dsd_gym.controllers.registry import register, usages
 from dsd_gym.errors import UserError
-from dsd_gym.sim.cloud import JobKind
+from dsd_gym.sim.cloud import JobKind, draft_passes
 from dsd_gym.sim.controller import ControllerFactory, Decision, Mode
 
 if TYPE_CHECKING:
@@ -370,7 +370,7 @@ class TargetProjection:
                 fused.append((work.gamma, work.context))
         if B == 0:
             return _EMPTY
-        draft_s = _cloud_draft_s(target, tuple(fused)) if fused else 0.0
+        draft_s = sum(d for d, _ in draft_passes(target.draft_cost, fused)) if fused else 0.0
         end_s = clock + target.cost.iteration_s(B, N, C, NC) + draft_s
         for work, take in taken:  # unfinished prefill chunks queue again; cloud sessions go on
             work.tokens -= take
@@ -431,16 +431,6 @@ class TargetProjection:
                 break
             waiting += work.owned
         return Slot(start, duration, verify_share, draft_share, draft_own, batch.owned, waiting)
-
-
-def _cloud_draft_s(target: Target, fused: tuple) -> float:
-    """``Target._cloud_draft_s`` over (γ, context) pairs: pass k batches every job with γ > k."""
-    total = 0.0
-    for k in range(max(g for g, _ in fused)):
-        live = [c + k for g, c in fused if g > k]
-        context = sum(live)
-        total += target.draft_cost.iteration_s(len(live), len(live), context, context + len(live))
-    return total
 
 
 def _fused_options(

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Container
 from typing import Any
 
-from dsd_gym.sim.cloud import JobKind, draft_passes
+from dsd_gym.sim.cloud import JobKind, draft_passes, fused_drafts
 
 __all__ = ["batch_externality"]
 
@@ -50,7 +50,7 @@ def batch_externality(
     waiting = sum(1 for _, _, job in target.queue if job.owner in team)
     near = teammates - 1 + waiting
     others = near + flight_weight * max(0, in_flight - 1 - near)
-    passes = draft_passes(target.draft_cost, batch)
+    passes = draft_passes(target.draft_cost, fused_drafts(batch))
     full_s = target.cost.iteration_s(size, n_tokens, context_sum, attention)
     out = []
     for job, take in mine:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from enum import IntEnum
 from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Any
@@ -203,10 +204,15 @@ class BackgroundStream:
         return job
 
 
-def draft_passes(draft_cost: Any, batch: list[tuple[Job, int]]) -> list[tuple[float, int]]:
-    """(duration, jobs drafting in it) of each fused-draft pass of a batch: pass k batches every fused
-    job with γ > k. Empty without fused jobs."""
-    drafts = [(job.gamma, job.context) for job, _ in batch if job.kind == _FUSED]
+def fused_drafts(batch: list[tuple[Job, int]]) -> list[tuple[int, int]]:
+    """(γ, context) of each fused job of a batch, what :func:`draft_passes` takes."""
+    return [(job.gamma, job.context) for job, _ in batch if job.kind == _FUSED]
+
+
+def draft_passes(draft_cost: Any, drafts: Sequence[tuple[int, int]]) -> list[tuple[float, int]]:
+    """(duration, jobs drafting in it) of each fused-draft pass for fused jobs of (γ, context)
+    ``drafts``: pass k batches every job with γ > k. Empty without fused jobs. The target's iteration
+    (:meth:`Target._cloud_draft_s`), the oracle's projection and the env's externality all use it."""
     iteration_s = draft_cost.iteration_s
     passes = []
     for k in range(max((gamma for gamma, _ in drafts), default=0)):
@@ -434,7 +440,7 @@ class Target:
 
     def _cloud_draft_s(self, batch: list[tuple[Job, int]]) -> float:
         """The fused jobs' draft passes (:func:`draft_passes`)."""
-        return sum(duration for duration, _ in draft_passes(self.draft_cost, batch))
+        return sum(duration for duration, _ in draft_passes(self.draft_cost, fused_drafts(batch)))
 
     def _complete(self, batch: list[tuple[Job, int]], size: int, now: float) -> None:
         """Jobs of an iteration ending at ``now``: unfinished prefills queue again, the rest are done."""
