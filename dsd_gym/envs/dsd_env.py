@@ -271,8 +271,10 @@ class _DSDBase(gym.Env):
             team, weight = set(self._driven), self._reward_params["flight_weight"]
             for target in sim.targets:
                 target.on_batch = lambda *batch: self._on_batch(team, weight, *batch)
-        for session in self._driven:  # only their rounds make a step's outcome
-            session.round_hook = self._on_round
+        # Only their rounds make a step's outcome; round_rate also books who decided each and its X.
+        hook = self._on_credited_round if self._credits else self._on_round
+        for session in self._driven:
+            session.round_hook = hook
         self._tokens = 0
         self._halting = False  # a driven session decided (or the horizon passed): the run stops
         self._stop = Halt()  # ... and has stopped (its flag)
@@ -281,6 +283,9 @@ class _DSDBase(gym.Env):
         self.deciding: Session | None = None
 
     def _on_round(self, record: RoundRecord, session: Session) -> None:
+        self._step_rounds.append(record)
+
+    def _on_credited_round(self, record: RoundRecord, session: Session) -> None:
         self._step_rounds.append(record)
         self._step_deciders.append(self._decided_at.get(record.session, -1))
         self._step_extra.append(self._extra_s.pop(record.session, 0.0))
@@ -343,35 +348,37 @@ class _DSDBase(gym.Env):
         decision = self.decisions[int(action)]
         self._actions.append(int(action))
         session, answer = self._pending.pop(0)
-        self._decided_at[session.sid] = len(self._actions) - 1
-        self._flying.add(session.sid)
+        if self._credits:
+            self._decided_at[session.sid] = len(self._actions) - 1
+            self._flying.add(session.sid)
         if self._pending:  # another decision is due first (fleet): the answer waits its turn in the queue
             answer.succeed(decision)
         else:
             succeed_now(self._sim.env, answer, decision)
         before_s = self._sim.env.now
         self._step_rounds = []
-        self._step_deciders = []
-        self._step_extra = []
+        if self._credits:
+            self._step_deciders = []
+            self._step_extra = []
         obs, truncated = self._advance()
         # Against the tokens already rewarded, not those at the step's start: the first step then also
         # counts what reset's run committed (the first prefill's token), so the return is every token
         # the driven sessions committed within the horizon.
         after = sum(s.tokens for s in self._driven) if self.fleet else self._driven[0].tokens
         rate_tok_s = self._tokens / before_s if before_s > 0 else 0.0
-        busy_rate_tok_s = self._busy_tokens / self._busy_s if self._busy_s > 0 else 0.0
         elapsed_s = self._sim.env.now - before_s
-        outcome = StepOutcome(
-            after - self._tokens, elapsed_s, self._step_rounds, rate_tok_s, busy_rate_tok_s, self._step_extra
-        )
+        outcome = StepOutcome(after - self._tokens, elapsed_s, self._step_rounds, rate_tok_s)
+        if self._credits:
+            outcome.busy_rate_tok_s = self._busy_tokens / self._busy_s if self._busy_s > 0 else 0.0
+            outcome.extra_s = self._step_extra
         self._tokens = after
         reward = self._reward(outcome, self._reward_params)
         if self._credits:
             terms = zip(self._step_deciders, round_terms(outcome), strict=True)
             self.credit = (len(self._actions) - 1, session.sid, tuple(terms))
-        for record, extra_s in zip(self._step_rounds, self._step_extra, strict=True):
-            self._busy_tokens += record.committed
-            self._busy_s += record.end_s - record.start_s + extra_s
+            for record, extra_s in zip(self._step_rounds, self._step_extra, strict=True):
+                self._busy_tokens += record.committed
+                self._busy_s += record.end_s - record.start_s + extra_s
         return obs, reward, False, truncated, self._info(outcome)
 
     def _info(self, outcome: StepOutcome | None = None) -> dict[str, Any]:
