@@ -178,8 +178,13 @@ def read_sidecar(directory: Path) -> dict[str, Any]:
     ):
         raise UserError(f"{where}: {SIDECAR} is not a {FORMAT} version {FORMAT_VERSION} sidecar")
     names = [f.get("name") for f in sidecar.get("features", []) if isinstance(f, dict)]
-    if names != [f.name for f in FEATURES]:
-        raise UserError(f"{where}: recorded with other telemetry features than this dsd-gym's")
+    ours = [f.name for f in FEATURES]
+    if names != ours:
+        diff = [f"+{n}" for n in ours if n not in names] + [f"-{n}" for n in names if n not in ours]
+        raise UserError(
+            f"{where}: recorded with other telemetry features than this dsd-gym's "
+            f"({', '.join(diff) or 'another order'}); collect it again into a new or empty folder"
+        )
     for key in ("candidates", "tasks", "behaviours", "collect", "config_hash"):
         if key not in sidecar:
             raise UserError(f"{where}: {SIDECAR} lacks {key!r}")
