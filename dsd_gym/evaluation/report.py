@@ -24,12 +24,19 @@ _COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any], int]] = [
     ("goodput rps", lambda r: r["goodput_rps"], 3),
     ("accept", lambda r: r["acceptance_rate"], 3),
     ("mean γ", lambda r: r["mean_gamma"], 2),
-    ("× fixed:4", lambda r: r["ratio_to_fixed4"], 3),
-    ("× oracle", lambda r: r["ratio_to_oracle"], 3),
+    ("× fixed:4", lambda r: (r["ratio_to_fixed4"], r["ratio_to_fixed4_ci95"]), 3),
+    ("× best-fixed", lambda r: (r["ratio_to_best_fixed"], r["ratio_to_best_fixed_ci95"]), 3),
+    ("× oracle", lambda r: (r["ratio_to_oracle"], r["ratio_to_oracle_ci95"]), 3),
 ]
 
 
 def _fmt(value: Any, digits: int) -> str:
+    """A number; a (ratio, 95 % half-width) pair as ``1.085±0.012`` (no interval: the ratio alone)."""
+    if isinstance(value, tuple):
+        ratio, ci95 = value
+        if ratio is None or ci95 is None:
+            return _fmt(ratio, digits)
+        return f"{ratio:.{digits}f}±{ci95:.{digits}f}"
     return "-" if value is None else f"{value:.{digits}f}"
 
 
@@ -84,7 +91,10 @@ def to_json(evaluation: Evaluation) -> str:
         "seeds": list(plan.seeds),
         "policies": list(plan.policies),
         "sweep": None if plan.sweep is None else {"key": plan.sweep.key, "values": list(plan.sweep.values)},
-        "confidence": "95% Student t over seeds: mean ± t(0.975, n-1) s/sqrt(n)",
+        "confidence": (
+            "95% Student t over seeds: mean ± t(0.975, n-1) s/sqrt(n); ratios (paired seeds, delta method): "
+            "R ± t(0.975, n-1) sd(x - R y)/(sqrt(n) mean(y))"
+        ),
         "notes": list(plan.notes),
         "rows": evaluation.rows,
         "failures": evaluation.failures,

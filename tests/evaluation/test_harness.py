@@ -15,7 +15,7 @@ from dsd_gym.controllers import fixed_policies
 from dsd_gym.evaluation import evaluate, make_plan
 from dsd_gym.evaluation import execute as execute_module
 from dsd_gym.evaluation.report import table, to_csv, to_json
-from dsd_gym.evaluation.stats import mean_ci, t_quantile_975
+from dsd_gym.evaluation.stats import mean_ci, ratio_ci, t_quantile_975
 from dsd_gym.runner import build, ego_session, simulate
 
 SHORT = ["duration_s=25", "warmup_s=5"]
@@ -149,6 +149,25 @@ def test_confidence_interval_covers_the_mean_at_its_nominal_rate() -> None:
     assert mean_ci([]) == (None, None) and mean_ci([2.0]) == (2.0, None)
 
 
+def test_paired_ratio_interval_covers_the_true_ratio_and_is_narrower_than_the_seeds() -> None:
+    """Seeds share a large common factor (the workload); the policy is 3 % better than the reference
+    on top of small own noise. The paired interval covers 1.03 at its nominal rate, and is far
+    narrower than what the seeds' spread alone would allow."""
+    rng = np.random.default_rng(1)
+    trials, covered, widths = 4000, 0, []
+    for _ in range(trials):
+        seed_effect = rng.normal(50.0, 8.0, size=10)
+        reference = seed_effect + rng.normal(0.0, 0.5, size=10)
+        values = 1.03 * seed_effect + rng.normal(0.0, 0.5, size=10)
+        ratio, half = ratio_ci(values.tolist(), reference.tolist())
+        covered += abs(ratio - 1.03) <= half
+        widths.append(half)
+    assert covered / trials == pytest.approx(0.95, abs=0.015)
+    assert np.median(widths) < 0.02  # the seeds alone spread by 16 % (sd 8 on 50)
+    assert ratio_ci([], []) == (None, None) and ratio_ci([2.0], [1.0]) == (2.0, None)
+    assert ratio_ci([1.0, 2.0], [0.0, 0.0]) == (None, None)
+
+
 def test_references_have_ratio_one_and_best_fixed_beats_every_fixed_decision() -> None:
     scenario = load_scenario("wan", SHORT)
     fixed = fixed_policies(scenario)
@@ -157,7 +176,10 @@ def test_references_have_ratio_one_and_best_fixed_beats_every_fixed_decision() -
     )
     rows = {row["policy"]: row for row in evaluation.rows}
     assert rows["fixed:4"]["ratio_to_fixed4"] == 1.0 and rows["oracle"]["ratio_to_oracle"] == 1.0
+    assert rows["fixed:4"]["ratio_to_fixed4_ci95"] == 0.0 and rows["oracle"]["ratio_to_oracle_ci95"] == 0.0
     best = rows["best-fixed"]
+    assert best["ratio_to_best_fixed"] == 1.0 and rows[best["best_fixed"]]["ratio_to_best_fixed"] == 1.0
+    assert all(row["ratio_to_best_fixed"] <= 1.0 for row in rows.values() if row["policy"] in fixed)
     assert best["best_fixed"] in fixed
     assert best["throughput_tok_s"] == rows[best["best_fixed"]]["throughput_tok_s"]
     for spec in fixed:
