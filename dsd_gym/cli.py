@@ -425,10 +425,17 @@ def _collect(args: argparse.Namespace) -> int:
         f"dataset {out}: {summary['tasks']} shards ({summary['skipped']} already complete, "
         f"{summary['ran']} collected: {summary['rows']} rows in {summary['seconds']:.1f} s{rate})"
     )
+    floor = summary["floor"]
+    if floor is not None and floor["sims"]:
+        what = "the learner held" if args.learner else "every fixed decision held"
+        print(
+            f"floor {out}/floor.json: {what} on each variant, {floor['sims']} simulations in "
+            f"{floor['seconds']:.1f} s"
+        )
     if summary["failed"]:
         print(
-            f"error: {len(summary['failed'])} shards failed; the others are kept, and the same command "
-            "redoes the failed ones:",
+            f"error: {len(summary['failed'])} shards or floor simulations failed; the others are kept, and "
+            "the same command redoes the failed ones:",
             file=sys.stderr,
         )
         for task, error in summary["failed"].items():
@@ -483,6 +490,13 @@ def _train(args: argparse.Namespace) -> None:
             f"decision accuracy {best['decision_accuracy']:.3f}, regret {best['regret']:.4f} tokens/decision "
             f"(fixed:4 {best.get('regret_fixed4', float('nan')):.4f}; "
             f"≈ {best['regret_tok_s_approx']:.2f} tok/s)"
+        )
+    floor = summary["dataset"]["floor"]
+    if floor:
+        below = [f"{v['group']} ({v['ratio']:.3f}× {v['best']})" for v in floor if v["relabelled"]]
+        print(
+            f"floor: {len(below)} of {len(floor)} variants had a learner below train.floor × their best "
+            f"fixed decision; relabelled to it: {', '.join(below) or 'none'}"
         )
     print(f"checkpoint {summary['best_checkpoint']}")
 

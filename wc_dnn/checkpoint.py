@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from dsd_gym.errors import UserError
+from wc_dnn.dataset import check_format
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "load_checkpoint", "save_checkpoint"]
 
@@ -51,12 +52,4 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, zip errors ... for a bad file
         first = (str(exc).strip().splitlines() or [""])[0][:100]
         raise UserError(f"{where}: not a readable checkpoint ({type(exc).__name__}: {first})") from None
-    if not isinstance(checkpoint, dict) or (checkpoint.get("format"), checkpoint.get("format_version")) != (
-        FORMAT,
-        FORMAT_VERSION,
-    ):
-        raise UserError(f"{where}: not a {FORMAT} version {FORMAT_VERSION} file")
-    missing = [k for k in REQUIRED if k not in checkpoint]
-    if missing:
-        raise UserError(f"{where}: lacks {', '.join(missing)}")
-    return checkpoint
+    return check_format(checkpoint, where, FORMAT, FORMAT_VERSION, REQUIRED)

@@ -75,6 +75,7 @@ from wc_dnn.dataset import (
     write_json,
     write_shard,
 )
+from wc_dnn.floor import FLOOR, floor_document, group_seeds, measure_floor, read_floor
 from wc_dnn.provenance import code_version
 
 __all__ = ["CollectTask", "Plan", "collect", "done_tasks", "make_plan", "run_task", "sidecar"]
@@ -210,6 +211,11 @@ def make_plan(config: WCDNNConfig, learner: str | os.PathLike[str] | None = None
                     tasks.append(task)
                     by_task[task.id] = scenario
     assert dataset_candidates is not None
+    if any(collect.floor(m) for m in collect.evaluation_modes) and len(collect.evaluation_modes) != 1:
+        raise UserError(
+            f"collect.floor_seeds: the floor is measured in one evaluation mode, and the config has "
+            f"{collect.evaluation_modes}; pass --mode fleet or --mode ego"
+        )
     return Plan(tuple(tasks), by_task, dataset_candidates, behaviours, learner_spec)
 
 
@@ -435,8 +441,42 @@ def collect(
                 failed[outcome.key] = outcome.error
             bar.update()
     seconds = time.perf_counter() - start
+    ran = len(todo) - len(failed)
+    floor = None
+    if spec.floor(spec.evaluation_modes[0]):  # make_plan saw to one evaluation mode
+        floor = _floor(config, plan, out, described, runner, progress)
+        failed.update(floor.pop("failed"))
     return {
-        "out": str(out), "tasks": len(plan.tasks), "skipped": len(done), "ran": len(todo) - len(failed),
+        "out": str(out), "tasks": len(plan.tasks), "skipped": len(done), "ran": ran,
         "rows": rows, "seconds": seconds, "rows_per_s": rows / seconds if seconds > 0 else None,
-        "failed": dict(sorted(failed.items())),
+        "failed": dict(sorted(failed.items())), "floor": floor,
+    }  # fmt: skip
+
+
+def _floor(
+    config: WCDNNConfig, plan: Plan, out: Path, described: dict[str, Any], runner: Backend, progress: bool
+) -> dict[str, Any]:
+    """Measure the fixed-decision floor (or, with a learner, the learner) on every variant into
+    ``out/floor.json`` unless it is there already (:mod:`wc_dnn.floor`); a summary of what ran."""
+    existing = read_floor(out)
+    if existing is not None and existing["config_hash"] == described["config_hash"]:
+        return {"sims": 0, "seconds": 0.0, "failed": {}}
+    spec = config.collect
+    mode = spec.evaluation_modes[0]
+    groups: dict[str, tuple[Scenario, list[int]]] = {}
+    for task in plan.tasks:
+        key = f"{task.scenario}/v{task.variant}"
+        if key not in groups:
+            seeds = group_seeds(spec.seed, _crc(task.scenario), task.variant, spec.floor(mode), mode == "ego")
+            groups[key] = (plan.scenarios[task.id], seeds)
+    start = time.perf_counter()
+    measured, failures = measure_floor(groups, mode, plan.learner, runner, progress)
+    sims = sum(len(seeds) for _, seeds in groups.values()) * (1 if plan.learner else len(plan.candidates))
+    if not failures:
+        seeds = {key: seeds for key, (_, seeds) in groups.items()}
+        document = floor_document(mode, described["config_hash"], described["learner"], seeds, measured)
+        write_json(out / FLOOR, document)
+    return {
+        "sims": sims, "seconds": time.perf_counter() - start,
+        "failed": failures,
     }  # fmt: skip

@@ -20,6 +20,9 @@ an invalid value fails with one line naming the key, the value and what is allow
         sticky_rounds: 20            # mean rounds a sticky-random decision is held
         learner_share: 0.5           # with collect --learner: sessions that run the learner instead
                                      # (or one per evaluation mode: {fleet: 1.0, ego: 0.5})
+      floor_seeds: 0                 # > 0: measure every fixed decision (and a --learner) held on each
+                                     # variant, that many seeds (wc_dnn.floor; needs one evaluation mode;
+                                     # or one count per mode: {fleet: 0, ego: 2})
     train: {...}                     # the network and its optimisation (wc_dnn.train)
     awc: {...}                       # the runtime logic baked into the export (wc_dnn.awc)
 
@@ -127,6 +130,13 @@ class CollectSpec(Model):
     evaluation_modes: list[Literal["fleet", "ego"]] = Field(default=["fleet"], min_length=1)
     scenarios: list[ScenarioSpec] = Field(min_length=1)
     behaviour: BehaviourSpec = BehaviourSpec()
+    # seeds per variant of the fixed-decision floor check (wc_dnn.floor), or one count per evaluation
+    # mode ({fleet: 0, ego: 2}); 0: none
+    floor_seeds: NonNegInt | dict[Literal["fleet", "ego"], NonNegInt] = 0
+
+    def floor(self, mode: str) -> int:
+        """``floor_seeds`` in evaluation mode ``mode``."""
+        return self.floor_seeds.get(mode, 0) if isinstance(self.floor_seeds, dict) else self.floor_seeds
 
     @field_validator("evaluation_modes")
     @classmethod
@@ -193,6 +203,7 @@ class TrainSpec(Model):
     min_delta: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1e-4
     val_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.25
     threads: PositiveInt = 1
+    floor: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None  # wc_dnn.floor
     model: ModelSpec = ModelSpec()
 
 
@@ -230,7 +241,9 @@ def for_evaluation_mode(config: WCDNNConfig, mode: str) -> WCDNNConfig:
     behaviour = config.collect.behaviour.model_copy(
         update={"learner_share": config.collect.behaviour.share(mode)}
     )
-    collect = config.collect.model_copy(update={"evaluation_modes": [mode], "behaviour": behaviour})
+    collect = config.collect.model_copy(
+        update={"evaluation_modes": [mode], "behaviour": behaviour, "floor_seeds": config.collect.floor(mode)}
+    )
     return config.model_copy(update={"name": f"{config.name}-{mode}", "collect": collect})
 
 

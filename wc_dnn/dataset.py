@@ -41,6 +41,7 @@ __all__ = [
     "SIDECAR",
     "Dataset",
     "ShardError",
+    "check_format",
     "decision_records",
     "load_dataset",
     "merge_datasets",
@@ -53,6 +54,7 @@ __all__ = [
 FORMAT = "dsd-gym-wc-dnn-dataset"
 FORMAT_VERSION = 1
 SIDECAR = "dataset.json"
+SIDECAR_KEYS = ("candidates", "tasks", "behaviours", "collect", "config_hash")
 
 # name -> (dtype, shape, meaning)
 ARRAYS: dict[str, tuple[str, str, str]] = {
@@ -158,6 +160,22 @@ def read_shard(path: Path, task_id: str, n_candidates: int) -> tuple[dict[str, n
     return data, meta
 
 
+def check_format(
+    document: Any, where: str, fmt: str, version: int, required: tuple[str, ...]
+) -> dict[str, Any]:
+    """``document`` if it is a dict of format ``fmt`` version ``version`` holding every ``required``
+    key; a one-line ``UserError`` naming ``where`` otherwise."""
+    if not isinstance(document, dict) or (document.get("format"), document.get("format_version")) != (
+        fmt,
+        version,
+    ):
+        raise UserError(f"{where} is not a {fmt} version {version} file")
+    missing = [k for k in required if k not in document]
+    if missing:
+        raise UserError(f"{where} lacks {', '.join(map(repr, missing))}")
+    return document
+
+
 def read_sidecar(directory: Path) -> dict[str, Any]:
     """The checked sidecar of a dataset folder; a one-line ``UserError`` otherwise."""
     where = f"dataset {directory}"
@@ -172,11 +190,7 @@ def read_sidecar(directory: Path) -> dict[str, Any]:
         raise UserError(f"{where}: no {SIDECAR}; make the dataset with dsd-gym collect") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{where}: {SIDECAR} is not readable JSON ({type(exc).__name__})") from None
-    if not isinstance(sidecar, dict) or (sidecar.get("format"), sidecar.get("format_version")) != (
-        FORMAT,
-        FORMAT_VERSION,
-    ):
-        raise UserError(f"{where}: {SIDECAR} is not a {FORMAT} version {FORMAT_VERSION} sidecar")
+    check_format(sidecar, f"{where}: {SIDECAR}", FORMAT, FORMAT_VERSION, ())
     names = [f.get("name") for f in sidecar.get("features", []) if isinstance(f, dict)]
     ours = [f.name for f in FEATURES]
     if names != ours:
@@ -185,9 +199,7 @@ def read_sidecar(directory: Path) -> dict[str, Any]:
             f"{where}: recorded with other telemetry features than this dsd-gym's "
             f"({', '.join(diff) or 'another order'}); collect it again into a new or empty folder"
         )
-    for key in ("candidates", "tasks", "behaviours", "collect", "config_hash"):
-        if key not in sidecar:
-            raise UserError(f"{where}: {SIDECAR} lacks {key!r}")
+    check_format(sidecar, f"{where}: {SIDECAR}", FORMAT, FORMAT_VERSION, SIDECAR_KEYS)
     return sidecar
 
 

@@ -1,11 +1,16 @@
 """Train the WC-DNN on a collected dataset (``dsd-gym train wc-dnn``).
 
 **Rows.** Every dataset row whose oracle values are finite (a row where every job would be dropped
-teaches nothing). Target: the oracle's decision d* = (γ*, mode*).
+teaches nothing). Target: the oracle's decision d* = (γ*, mode*). With ``floor: r`` and ``floor.json``
+files in the dataset folders, every row of a variant on which a DAgger learner measured below r ×
+the best fixed decision is relabelled to that decision, its values the held shortfalls
+(:mod:`wc_dnn.floor`).
 
 **Split.** By scenario variant, never by row: for each scenario with n ≥ 2 variants,
 k = min(n − 1, max(1, round(val_fraction · n))) of them, drawn by (train.seed, crc32 of the
-scenario's name), are validation; every row of a variant is on one side.
+scenario's name), are validation; every row of a variant is on one side. A variant the floor
+relabelled is never held out (the draw skips it; with fewer than k others, fewer are held out),
+unless that would hold out nothing at all.
 
 **Model and loss.** :class:`~wc_dnn.model.FeatureNorm` fitted on the training rows, then
 :class:`~wc_dnn.model.WindowNet` (γ̂ = γ_default + Δ, optional mode logits ℓ). Per minibatch
@@ -62,6 +67,7 @@ from wc_dnn.awc import MODE_NAMES
 from wc_dnn.checkpoint import load_checkpoint, save_checkpoint
 from wc_dnn.config import WCDNNConfig, config_hash, parse_config
 from wc_dnn.dataset import Dataset, decision_records, load_dataset, merge_datasets
+from wc_dnn.floor import read_floor, relabel
 from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig
 
 __all__ = ["Split", "Targets", "evaluate", "split_by_variant", "targets", "train"]
@@ -76,8 +82,11 @@ class Split:
     val_groups: list[str]
 
 
-def split_by_variant(dataset: Dataset, val_fraction: float, seed: int, usable: np.ndarray) -> Split:
-    """Hold out whole scenario variants (see the module doc); ``usable``: a row mask."""
+def split_by_variant(
+    dataset: Dataset, val_fraction: float, seed: int, usable: np.ndarray, train_only: Sequence[str] = ()
+) -> Split:
+    """Hold out whole scenario variants (see the module doc); ``usable``: a row mask; ``train_only``:
+    variants never held out (those the floor relabelled: their new labels must be learnt)."""
     val_groups: list[int] = []
     for s, name in enumerate(dataset.scenarios):
         groups = sorted({int(g) for g in np.unique(dataset.group[dataset.scenario == s])})
@@ -85,7 +94,10 @@ def split_by_variant(dataset: Dataset, val_fraction: float, seed: int, usable: n
             continue
         k = min(len(groups) - 1, max(1, round(val_fraction * len(groups))))
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(zlib.crc32(name.encode()),)))
-        val_groups += [groups[i] for i in sorted(rng.permutation(len(groups))[:k])]
+        drawn = [groups[i] for i in rng.permutation(len(groups))]
+        val_groups += sorted([g for g in drawn if dataset.groups[g] not in train_only][:k])
+    if not val_groups and train_only:  # every variant relabelled: validate on some of them after all
+        return split_by_variant(dataset, val_fraction, seed, usable)
     if not val_groups:
         raise UserError(
             f"dataset {dataset.directory}: validation holds out scenario variants, and no scenario has "
@@ -283,6 +295,15 @@ def train(
     folders = [data] if isinstance(data, (str, Path)) else list(data)
     dataset = merge_datasets([load_dataset(d) for d in folders])
     cfg = config.train
+    arrays, verdicts = dataset.arrays, []
+    floors = [f for f in (read_floor(Path(d)) for d in folders) if f is not None]
+    if cfg.floor is not None and floors:
+        label, values, verdicts = relabel(
+            floors, dataset.candidates, dataset.groups, dataset.group, arrays["label"], arrays["values"],
+            cfg.floor,
+        )  # fmt: skip
+        arrays = {**arrays, "label": label, "values": values}
+    floor_record = [v.record() for v in verdicts]
     if resume:
         checkpoint = load_checkpoint(out / LAST)
         saved = parse_config(checkpoint["config"], f"checkpoint {out / LAST}: config")
@@ -291,7 +312,10 @@ def train(
                 f"--resume {out}: the run was started with another config (name {saved.name!r}); "
                 "resume with the same config, or give a new --out"
             )
-        if checkpoint["dataset"]["config_hash"] != dataset.sidecar["config_hash"]:
+        if (checkpoint["dataset"]["config_hash"], checkpoint["dataset"].get("floor", [])) != (
+            dataset.sidecar["config_hash"],
+            floor_record,
+        ):
             where = ", ".join(map(str, folders))
             raise UserError(f"--resume {out}: the run was trained on another dataset than {where}")
     else:
@@ -301,9 +325,9 @@ def train(
             )
         checkpoint = None
     t = targets(dataset.candidates)
-    usable = np.isfinite(dataset.arrays["values"]).any(axis=1)
-    split = split_by_variant(dataset, cfg.val_fraction, cfg.seed, usable)
-    arrays = dataset.arrays
+    usable = np.isfinite(arrays["values"]).any(axis=1)
+    relabelled = [v.group for v in verdicts if v.relabelled]
+    split = split_by_variant(dataset, cfg.val_fraction, cfg.seed, usable, relabelled)
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
@@ -343,7 +367,7 @@ def train(
         provenance = {
             "directory": ", ".join(str(Path(d)) for d in folders),
             "config_hash": dataset.sidecar["config_hash"], "rows": dataset.rows, "train_rows": int(n),
-            "val_rows": int(len(split.val)), "val_groups": split.val_groups,
+            "val_rows": int(len(split.val)), "val_groups": split.val_groups, "floor": floor_record,
         }  # fmt: skip
         while not stopped and epoch < cfg.epochs and (stop_after is None or run_epochs < stop_after):
             order = torch.randperm(n, generator=shuffle)

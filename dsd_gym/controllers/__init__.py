@@ -20,7 +20,7 @@ from dsd_gym.controllers import (
     sb3,  # noqa: F401  (registers sb3)
     torchscript,  # noqa: F401  (registers torchscript)
 )
-from dsd_gym.controllers.fixed import FixedController, fixed_policies
+from dsd_gym.controllers.fixed import FixedController, fixed_decisions, fixed_policies
 from dsd_gym.controllers.registry import REGISTRY, parse_policy, usages
 
-__all__ = ["REGISTRY", "FixedController", "fixed_policies", "parse_policy", "usages"]
+__all__ = ["REGISTRY", "FixedController", "fixed_decisions", "fixed_policies", "parse_policy", "usages"]

@@ -28,10 +28,17 @@ class FixedController:
 def fixed_policies(scenario: Scenario) -> list[str]:
     """Every fixed decision the scenario allows, as policy specs: ``fixed:G`` and ``fused:G`` over its
     window choices, and ``autoregressive`` — what ``best-fixed`` sweeps."""
+    return list(fixed_decisions(scenario))
+
+
+def fixed_decisions(scenario: Scenario) -> dict[str, Decision]:
+    """:func:`fixed_policies` (in that order), each with the decision it takes every round."""
     modes, windows = scenario.control.modes, scenario.control.window_choices
-    specs = [f"fixed:{g}" for g in windows] if "distributed" in modes else []
-    specs += [f"fused:{g}" for g in windows] if "fused" in modes else []
-    return specs + (["autoregressive"] if "autoregressive" in modes else [])
+    specs = {f"fixed:{g}": Decision(g, Mode.DISTRIBUTED) for g in windows} if "distributed" in modes else {}
+    specs.update({f"fused:{g}": Decision(g, Mode.FUSED) for g in windows} if "fused" in modes else {})
+    if "autoregressive" in modes:
+        specs["autoregressive"] = Decision(0, Mode.AUTOREGRESSIVE)
+    return specs
 
 
 def check_mode(spec: str, mode: Mode, scenario: Scenario) -> None:

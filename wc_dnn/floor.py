@@ -1,0 +1,206 @@
+"""The fixed-decision floor: a check on the teacher and the student, variant by variant.
+
+The oracle that labels the dataset is myopic: it prices one round from the state it sees. On some
+variants a decision *held* for the whole run beats it (on ``regime-shift`` a wide fused window is
+worth what the oracle projects once, but held it lets the other tenants' jobs pile into the ego's next
+batch; on ``lan-edge`` a fleet of oracles mixes modes where every session drafting γ = 1 is better),
+and on some the student cannot follow it (the oracle's γ* flips between 3 and 8 where the telemetry
+cannot tell which). Imitation cannot do better than its teacher, so the pipeline checks both against
+the fixed decisions, which are the floor any controller should clear (``best-fixed`` of ``dsd-gym
+evaluate``):
+
+1. ``collect`` with ``collect.floor_seeds: n > 0`` measures, on every scenario variant of the dataset,
+   every fixed decision the variant allows held by the policy's sessions — the ego in ego mode, every
+   foreground session in fleet mode, exactly as ``evaluate`` runs a policy — on n seeds of the
+   variant's own (not the dataset's), and writes ``floor.json`` next to the shards.
+2. ``collect --learner`` (a DAgger round) measures the learner the same way, on the same seeds.
+3. ``train wc-dnn`` with ``train.floor: r`` relabels every row of each variant on which a learner
+   measured below r × the variant's best fixed decision (ratio of mean throughputs over the paired
+   seeds): the label becomes that decision, and the per-candidate values its held shortfall
+
+       value_c = −(1 − H_c / H_best) · T_best                                             (tokens)
+
+   (H: mean held throughput; T_best = 1 + acceptance rate · γ_best, the tokens a round of the best
+   decision commits), so the regret term ranks the candidates as holding them does. A variant stays
+   relabelled once any learner failed it (the next learner, trained on the new labels, would pass
+   it and flip it back otherwise).
+
+The teacher becomes the better of the oracle and the best fixed decision per variant, measured closed
+loop, which is what the floor demands; the student still reads telemetry only.
+
+>>> sorted(FLOOR_KEYS)
+['config_hash', 'format', 'format_version', 'groups', 'learner', 'mode', 'seeds']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from dsd_gym.backend import Backend, run
+from dsd_gym.config.schema import Scenario
+from dsd_gym.controllers import fixed_decisions
+from dsd_gym.errors import UserError
+from dsd_gym.evaluation.execute import run_task
+from dsd_gym.evaluation.plan import Task
+from dsd_gym.sim.controller import Decision
+from wc_dnn.dataset import check_format, decision_records, decisions_from_records
+
+__all__ = ["FLOOR", "FLOOR_KEYS", "Relabelled", "measure_floor", "read_floor", "relabel"]
+
+FLOOR = "floor.json"
+FORMAT = "dsd-gym-wc-dnn-floor"
+FORMAT_VERSION = 1
+FLOOR_KEYS = ("format", "format_version", "mode", "config_hash", "learner", "seeds", "groups")
+_FLOOR_KEY = 0xF100  # spawn keys of the floor's seeds: other draws than the dataset's simulations
+LEARNER = "learner"
+
+
+def group_seeds(collect_seed: int, name_crc: int, variant: int, seeds: int, ego: bool) -> list[int]:
+    """The floor's simulation seeds of one variant."""
+    tail = (1,) if ego else ()
+    return [
+        int(np.random.SeedSequence(collect_seed, spawn_key=(name_crc, variant, _FLOOR_KEY, s, *tail))
+            .generate_state(1)[0]) % (2**31 - 1)
+        for s in range(seeds)
+    ]  # fmt: skip
+
+
+def _held(scenario: Scenario, policy: str, seed: int, mode: str, learner: bool) -> tuple[float, float]:
+    """One simulation of ``policy`` held on ``scenario``: (throughput tok/s, tokens per round)."""
+    if learner:
+        import torch  # lazy: only a learner needs torch
+
+        torch.set_num_threads(1)  # the workers are the parallelism
+    result = run_task(scenario, Task(variant=0, policy=policy, seed=seed, mode=mode))
+    gamma, acceptance = result["mean_gamma"] or 0.0, result["acceptance_rate"] or 0.0
+    return float(result["throughput_tok_s"]), 1.0 + acceptance * gamma
+
+
+def measure_floor(
+    groups: dict[str, tuple[Scenario, list[int]]], mode: str, learner: str | None, backend: Backend,
+    progress: bool,
+) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, str]]:  # fmt: skip
+    """Per group: every fixed decision (or, with ``learner``, the learner alone) held on the group's
+    seeds: {group: {policy: {"throughput_tok_s": [...], "tokens_per_round": [...], "decision": ...}}},
+    and the failed simulations ("floor <group> <policy> seed <k>" -> error)."""
+    jobs = []
+    for group, (scenario, seeds) in groups.items():
+        policies = [learner] if learner is not None else list(fixed_decisions(scenario))
+        for policy in policies:
+            for s, seed in enumerate(seeds):
+                name = LEARNER if learner is not None else policy
+                jobs.append(((group, name, s), (scenario, policy, seed, mode, learner is not None)))
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    slots: dict[tuple[str, str], list[tuple[float, float] | None]] = {}
+    for (group, name, _s), _ in jobs:
+        slots.setdefault((group, name), [None] * len(groups[group][1]))
+    failed: dict[str, str] = {}
+    bar = tqdm(total=len(jobs), desc="floor", unit="sim", file=sys.stderr, disable=not progress, leave=False)
+    with bar:
+        for outcome in run(_held, jobs, backend):
+            group, name, s = outcome.key
+            if outcome.ok:
+                slots[(group, name)][s] = outcome.value
+            else:
+                failed[f"floor {group} {name} seed {s}"] = outcome.error
+            bar.update()
+    for (group, name), values in slots.items():
+        if any(v is None for v in values):
+            continue
+        entry: dict[str, Any] = {
+            "throughput_tok_s": [v[0] for v in values],  # type: ignore[index]
+            "tokens_per_round": [v[1] for v in values],  # type: ignore[index]
+        }
+        if name != LEARNER:
+            entry["decision"] = decision_records([fixed_decisions(groups[group][0])[name]])[0]
+        out.setdefault(group, {})[name] = entry
+    return out, failed
+
+
+def read_floor(directory: Path) -> dict[str, Any] | None:
+    """A dataset folder's ``floor.json``, or None without one; an unreadable one is a one-line error."""
+    path = directory / FLOOR
+    if not path.exists():
+        return None
+    try:
+        floor = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"dataset {directory}: {FLOOR} is not readable JSON ({type(exc).__name__})") from None
+    return check_format(floor, f"dataset {directory}: {FLOOR}", FORMAT, FORMAT_VERSION, FLOOR_KEYS)
+
+
+def floor_document(
+    mode: str, config_hash: str, learner: dict[str, str] | None, seeds: dict[str, list[int]],
+    groups: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "mode": mode, "config_hash": config_hash,
+        "learner": learner, "seeds": seeds, "groups": groups,
+    }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Relabelled:
+    """One variant's verdict: the learner's ratio to its best fixed decision (worst over the learners
+    measured), that decision, and whether its rows were relabelled."""
+
+    group: str
+    best: str
+    ratio: float
+    relabelled: bool
+
+    def record(self) -> dict[str, Any]:
+        return {"group": self.group, "best": self.best, "ratio": self.ratio, "relabelled": self.relabelled}
+
+
+def _mean(values: list[float]) -> float:
+    return math.fsum(values) / len(values)
+
+
+def relabel(
+    floors: list[dict[str, Any]], candidates: list[Decision], groups: list[str], group: np.ndarray,
+    label: np.ndarray, values: np.ndarray, ratio: float,
+) -> tuple[np.ndarray, np.ndarray, list[Relabelled]]:  # fmt: skip
+    """New (label, values) arrays with the variants below the floor relabelled (see the module doc),
+    and the verdict of every variant that has both a fixed sweep and a learner measured. ``floors``:
+    the ``floor.json`` of each dataset part; ``groups``/``group``: the dataset's variant names and
+    each row's index into them."""
+    sweeps = [f for f in floors if f["learner"] is None]
+    learners = [f for f in floors if f["learner"] is not None]
+    if not sweeps:
+        return label, values, []
+    sweep = sweeps[0]["groups"]
+    index = {(d.gamma, int(d.mode)): j for j, d in enumerate(candidates)}
+    label, values = label.copy(), values.copy()
+    verdicts = []
+    for name, fixed in sorted(sweep.items()):
+        measured = [f["groups"][name][LEARNER] for f in learners if LEARNER in f["groups"].get(name, {})]
+        if not measured or not fixed:
+            continue
+        means = {spec: _mean(r["throughput_tok_s"]) for spec, r in fixed.items()}
+        best = max(sorted(means), key=lambda spec: means[spec])  # ties: the first by name
+        if means[best] <= 0:
+            continue
+        worst = min(_mean(r["throughput_tok_s"]) for r in measured) / means[best]
+        below = worst < ratio
+        verdicts.append(Relabelled(name, best, worst, below))
+        if not below or name not in groups:
+            continue
+        tokens = _mean(fixed[best]["tokens_per_round"])
+        shortfall = {spec: -(1.0 - mean / means[best]) * tokens for spec, mean in means.items()}
+        held = np.full(len(candidates), min(shortfall.values()))  # a candidate not swept: the worst
+        for spec, value in shortfall.items():
+            decision = decisions_from_records([fixed[spec]["decision"]])[0]
+            held[index[(decision.gamma, int(decision.mode))]] = value
+        rows = group == groups.index(name)
+        label[rows] = int(np.argmax(held))
+        values[rows] = held.astype(values.dtype)
+    return label, values, verdicts
