@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ from dsd_gym.envs.registration import DEFAULT_SCENARIO
 from dsd_gym.envs.rewards import StepOutcome, reward_function, round_terms
 from dsd_gym.errors import UserError
 from dsd_gym.sim import Decision, Mode, RoundRecord, Session, Simulation
-from dsd_gym.sim.schedule import Halt, step_until, succeed_now
+from dsd_gym.sim.schedule import Call, Halt, call_now, step_until
 from dsd_gym.telemetry import FEATURES, HIGH, LOW, TelemetryTracker, table
 
 MAX_EMPTY_DRAWS = 100  # simulation seeds reset tries before a horizon too short for any decision fails
@@ -43,16 +44,13 @@ INFO_KEYS = (
 
 
 class _External:
-    """The controller of the sessions the agent drives: it hands the decision point to the env."""
+    """The controller of the sessions the agent drives: its decisions are the env's decision points."""
 
-    __slots__ = ("owner",)
+    __slots__ = ("decide",)
     observes = True
 
     def __init__(self, owner: _DSDBase) -> None:
-        self.owner = owner
-
-    def decide(self, session: Session) -> simpy.Event:
-        return self.owner._decision_point(session)
+        self.decide = owner._decision_point
 
 
 class _DSDBase(gym.Env):
@@ -127,6 +125,7 @@ class _DSDBase(gym.Env):
         self._sim: Simulation | None = None
         self._episode: tuple[int, dict[str, Any]] | None = None
         self._actions: list[int] = []
+        self.deciding: Session | None = None  # the session whose decision the next step applies
         self.credit: tuple[int, int, tuple[tuple[int, float], ...]] | None = None
 
     # -- construction helpers ------------------------------------------------------------------
@@ -220,7 +219,7 @@ class _DSDBase(gym.Env):
             self._start(sim_seed, dict(values))
             obs, truncated = self._advance()
             if not truncated:
-                return obs, self._info()
+                return obs, self._info(self._env.now, 0, [])
             sim_seed = int(self.np_random.integers(2**31 - 1))
         raise UserError(
             f"horizon_s: value {self.horizon_s!r} ends the episode before the first decision of scenario "
@@ -249,7 +248,7 @@ class _DSDBase(gym.Env):
         self._flying: set[int] = set()  # driven sessions with a round in flight
         self._busy_tokens = 0  # committed by the driven sessions' completed rounds ...
         self._busy_s = 0.0  # ... and those rounds' time (round_rate's ρ̄)
-        self._pending: list[tuple[Session, simpy.Event]] = []
+        self._pending: deque[tuple[Session, Call]] = deque()  # decision points waiting for an action
 
         def controllers(group: Any) -> Any:
             if group.policy is not None:
@@ -266,6 +265,7 @@ class _DSDBase(gym.Env):
             metrics=False,  # rewards and info come from the sessions and their rounds, not the report
         )  # fmt: skip
         self._sim = sim
+        self._env = sim.env
         self._driven = [s for s in sim.sessions if s.controller is self._external]
         if self._credits:
             team, weight = set(self._driven), self._reward_params["flight_weight"]
@@ -276,11 +276,10 @@ class _DSDBase(gym.Env):
         for session in self._driven:
             session.round_hook = hook
         self._tokens = 0
-        self._halting = False  # a driven session decided (or the horizon passed): the run stops
-        self._stop = Halt()  # ... and has stopped (its flag)
+        self._stop = Halt()  # requested when a driven session decides (or the horizon passes)
         self._expired = False
         sim.env.timeout(self.horizon_s).callbacks.append(self._horizon)
-        self.deciding: Session | None = None
+        self.deciding = None
 
     def _on_round(self, record: RoundRecord, session: Session) -> None:
         self._step_rounds.append(record)
@@ -295,40 +294,24 @@ class _DSDBase(gym.Env):
         for session, extra_s in batch_externality(*batch, team, len(self._flying), weight):
             self._extra_s[session.sid] = self._extra_s.get(session.sid, 0.0) + extra_s
 
-    def _decision_point(self, session: Session) -> simpy.Event:
-        answer = self._sim.env.event()
+    def _decision_point(self, session: Session) -> Call:
+        answer = Call()  # what ``step`` runs with the decision: the session adds its callback
+        answer.callbacks = []
         self._pending.append((session, answer))
-        self._halt()
+        self._stop.request(self._env)
         return answer
 
     def _horizon(self, _event: simpy.Event) -> None:
         self._expired = True
-        self._halt()
-
-    def _halt(self) -> None:
-        """Stop the run where ``env.run(until=stop)`` with ``stop`` succeeded now would: after the events
-        already due now. Usually none is, and the run stops at once, without scheduling ``stop``."""
-        if self._halting:
-            return
-        self._halting = True
-        env = self._sim.env
-        if env.peek() > env.now:
-            self._stop.halted = True
-        else:
-            stop = env.event()
-            stop.callbacks.append(self._stopped)
-            stop.succeed()
-
-    def _stopped(self, _event: simpy.Event) -> None:
-        self._stop.halted = True
+        self._stop.request(self._env)
 
     def _advance(self) -> tuple[np.ndarray, bool]:
         """Run to the next decision point of a driven session (or the horizon)."""
         if not self._pending and not self._expired:
             # Step until halted: what ``env.run(until=...)`` does, without the StopSimulation exception
             # (and the empty event it reschedules) of every step.
-            step_until(self._sim.env, self._stop)
-            self._halting = self._stop.halted = False
+            step_until(self._env, self._stop)
+            self._stop.clear()
         truncated = self._expired
         self.deciding = None if truncated else self._pending[0][0]
         return self._observation(), truncated
@@ -343,31 +326,31 @@ class _DSDBase(gym.Env):
         return np.concatenate(rows)
 
     def step(self, action: int):
-        if self._sim is None or self.deciding is None:
+        if self.deciding is None:
             raise RuntimeError("call reset() before step(), and again after an episode ends")
-        decision = self.decisions[int(action)]
-        self._actions.append(int(action))
-        session, answer = self._pending.pop(0)
+        action = int(action)
+        decision = self.decisions[action]
+        self._actions.append(action)
+        session, answer = self._pending.popleft()
         if self._credits:
             self._decided_at[session.sid] = len(self._actions) - 1
             self._flying.add(session.sid)
-        if self._pending:  # another decision is due first (fleet): the answer waits its turn in the queue
-            answer.succeed(decision)
-        else:
-            succeed_now(self._sim.env, answer, decision)
-        before_s = self._sim.env.now
-        self._step_rounds = []
+        env = self._env
+        # Another decision is due first (fleet): the answer waits its turn in the queue.
+        call_now(env, answer, decision, wait=bool(self._pending))
+        before_s = env.now
+        self._step_rounds = rounds = []
         if self._credits:
             self._step_deciders = []
             self._step_extra = []
         obs, truncated = self._advance()
+        now_s = env.now
         # Against the tokens already rewarded, not those at the step's start: the first step then also
         # counts what reset's run committed (the first prefill's token), so the return is every token
         # the driven sessions committed within the horizon.
         after = sum(s.tokens for s in self._driven) if self.fleet else self._driven[0].tokens
-        rate_tok_s = self._tokens / before_s if before_s > 0 else 0.0
-        elapsed_s = self._sim.env.now - before_s
-        outcome = StepOutcome(after - self._tokens, elapsed_s, self._step_rounds, rate_tok_s)
+        rate_tok_s = self._tokens / before_s if before_s > 0.0 else 0.0
+        outcome = StepOutcome(after - self._tokens, now_s - before_s, rounds, rate_tok_s)
         if self._credits:
             outcome.busy_rate_tok_s = self._busy_tokens / self._busy_s if self._busy_s > 0 else 0.0
             outcome.extra_s = self._step_extra
@@ -376,22 +359,21 @@ class _DSDBase(gym.Env):
         if self._credits:
             terms = zip(self._step_deciders, round_terms(outcome), strict=True)
             self.credit = (len(self._actions) - 1, session.sid, tuple(terms))
-            for record, extra_s in zip(self._step_rounds, self._step_extra, strict=True):
+            for record, extra_s in zip(rounds, self._step_extra, strict=True):
                 self._busy_tokens += record.committed
                 self._busy_s += record.end_s - record.start_s + extra_s
-        return obs, reward, False, truncated, self._info(outcome)
+        return obs, reward, False, truncated, self._info(now_s, outcome.tokens, rounds)
 
-    def _info(self, outcome: StepOutcome | None = None) -> dict[str, Any]:
+    def _info(self, sim_time_s: float, tokens: int, rounds: list[RoundRecord]) -> dict[str, Any]:
+        """``info`` of a step that committed ``tokens`` and completed ``rounds`` (of driven sessions)."""
         session = self.deciding or self._driven[0]
-        last = outcome.rounds[-1] if outcome is not None and outcome.rounds else None
-        sim_time_s = self._sim.env.now
-        tokens = outcome.tokens if outcome is not None else 0
         completed = sum(s.completed for s in self._driven) if self.fleet else session.completed
-        if last is None:
+        if not rounds:
             return {
                 "sim_time_s": sim_time_s, "session": session.sid, "tokens": tokens, "rounds": session.rounds,
                 "requests_completed": completed, **NO_ROUND,
             }  # fmt: skip
+        last = rounds[-1]
         # One literal in INFO_KEYS order (built once per step: cheaper than updating a dict).
         return {
             "sim_time_s": sim_time_s, "session": session.sid, "tokens": tokens, "rounds": session.rounds,
