@@ -11,6 +11,7 @@ import math
 import numbers
 from collections import deque
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 import gymnasium as gym
@@ -121,7 +122,6 @@ class _DSDBase(gym.Env):
         self.observation_space = spaces.Box(
             low=np.tile(LOW, rows), high=np.tile(HIGH, rows), dtype=np.float32
         )
-        self._zeros = np.zeros(len(FEATURES), dtype=np.float32)
         self._sim: Simulation | None = None
         self._episode: tuple[int, dict[str, Any]] | None = None
         self._actions: list[int] = []
@@ -317,13 +317,19 @@ class _DSDBase(gym.Env):
         return self._observation(), truncated
 
     def _observation(self) -> np.ndarray:
-        session = self.deciding or self._driven[0]
-        tracker = session.telemetry
+        tracker = (self.deciding or self._driven[0]).telemetry
         if not self.history:
             return tracker.vector()
-        rows = [np.clip(np.asarray(h, dtype=np.float32), LOW, HIGH) for h in reversed(tracker.history)]
-        rows += [self._zeros] * (self.history + 1 - len(rows))
-        return np.concatenate(rows)
+        # The kept rounds newest first, then zeros: one conversion and one clip for the whole stack,
+        # the same float32 values as stacking ``vector()`` of each round.
+        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
+        n = len(tracker.history) * len(FEATURES)
+        if n:
+            stack = obs[:n]
+            stack[:] = np.fromiter(chain.from_iterable(reversed(tracker.history)), np.float32, n)
+            np.maximum(stack, self.observation_space.low[:n], out=stack)
+            np.minimum(stack, self.observation_space.high[:n], out=stack)
+        return obs
 
     def step(self, action: int):
         if self.deciding is None:
