@@ -60,6 +60,8 @@ class Session:
         self.controller = controller
         self.telemetry = telemetry
         self.round_hook = sim.round_hook
+        # Fixed for the run: meter() swaps the metrics for a Tee, but refuses a simulation without any.
+        self._metered = sim.metrics.enabled
         self.acceptance = acceptance
         self.background = background
         self.request: Request | None = None
@@ -284,10 +286,11 @@ class Session:
         req.rounds += 1
         self.tokens += committed
         self.rounds += 1
-        self.sim.metrics.on_round(
-            self, req.last_token_s, mode, gamma, accepted, committed, start, end,
-            draft_s, uplink_s, queue_s, verify_s, downlink_s,
-        )  # fmt: skip
+        if self._metered:
+            self.sim.metrics.on_round(
+                self, req.last_token_s, mode, gamma, accepted, committed, start, end,
+                draft_s, uplink_s, queue_s, verify_s, downlink_s,
+            )  # fmt: skip
         # The record is built only for a reader: most other sessions have neither (a fixed window
         # needs no telemetry), and building it is a measurable share of a round.
         if self.telemetry is not None or self.round_hook is not None:
