@@ -54,6 +54,41 @@ class _External:
         self.decide = owner._decision_point
 
 
+class _RoundCredit:
+    """``round_rate``'s bookkeeping over an episode: who decided each round, its X, ρ̄ (``rewards``)."""
+
+    def __init__(self) -> None:
+        self.deciders: list[int] = []  # the step that decided each round of the current step
+        self.extra: list[float] = []  # ... and what its job cost its teammates (X)
+        self.extra_s: dict[int, float] = {}  # session id -> X of its current round so far
+        self.decided_at: dict[int, int] = {}  # session id -> the step that decided its current round
+        self.flying: set[int] = set()  # driven sessions with a round in flight
+        self.busy_tokens = 0  # committed by the driven sessions' completed rounds ...
+        self.busy_s = 0.0  # ... and those rounds' time (ρ̄ = busy_tokens / busy_s)
+
+    def decided(self, sid: int, step: int) -> None:
+        self.decided_at[sid] = step
+        self.flying.add(sid)
+
+    def on_round(self, record: RoundRecord) -> None:
+        self.deciders.append(self.decided_at.get(record.session, -1))
+        self.extra.append(self.extra_s.pop(record.session, 0.0))
+        self.flying.discard(record.session)
+
+    def on_batch(self, team: set[Session], weight: float, *batch: Any) -> None:
+        for session, extra_s in batch_externality(*batch, team, len(self.flying), weight):
+            self.extra_s[session.sid] = self.extra_s.get(session.sid, 0.0) + extra_s
+
+    def busy_rate_tok_s(self) -> float:
+        return self.busy_tokens / self.busy_s if self.busy_s > 0 else 0.0
+
+    def book(self, rounds: list[RoundRecord]) -> None:
+        """The step's rounds are over: they count in ρ̄ from the next step on."""
+        for record, extra_s in zip(rounds, self.extra, strict=True):
+            self.busy_tokens += record.committed
+            self.busy_s += record.end_s - record.start_s + extra_s
+
+
 class _DSDBase(gym.Env):
     """What the ego env and the fleet env share: construction, reset, the run loop, pickling."""
 
@@ -115,7 +150,6 @@ class _DSDBase(gym.Env):
             except UserError as exc:
                 raise UserError(f"others: {exc}") from None
         self._reward, self._reward_params = reward_function(reward, reward_kwargs, base.slo.tpot_ms / 1e3)
-        self._credits = reward == "round_rate"
         self.decisions = self._action_table(base)
         self.action_space = spaces.Discrete(len(self.decisions))
         rows = history + 1
@@ -233,7 +267,7 @@ class _DSDBase(gym.Env):
         self.scenario = scenario
         self._episode = (sim_seed, values)
         self._actions = []
-        self._external = _External(self)
+        external = _External(self)
         others = None if self.fleet else parse_policy(self.others or scenario.control.policy, scenario)
         background = {
             g.name: parse_policy(g.policy, scenario) for g in scenario.devices if g.policy is not None
@@ -241,24 +275,20 @@ class _DSDBase(gym.Env):
         history = self.history + 1 if self.history else 0
         self._driven: list[Session] = []
         self._step_rounds: list[RoundRecord] = []
-        self._step_deciders: list[int] = []  # the step that decided each of _step_rounds
-        self._step_extra: list[float] = []  # ... and what its job cost its teammates (round_rate's X)
-        self._extra_s: dict[int, float] = {}  # session id -> X of its current round so far
-        self._decided_at: dict[int, int] = {}  # session id -> the step that decided its current round
-        self._flying: set[int] = set()  # driven sessions with a round in flight
-        self._busy_tokens = 0  # committed by the driven sessions' completed rounds ...
-        self._busy_s = 0.0  # ... and those rounds' time (round_rate's ρ̄)
+        # Only under round_rate. The episode's state stays in few attributes: past 29, CPython 3.11
+        # stops sharing an instance's dict keys, and every self.x read in step gets several times slower.
+        self._credit_book = _RoundCredit() if self._kwargs["reward"] == "round_rate" else None
         self._pending: deque[tuple[Session, Call]] = deque()  # decision points waiting for an action
 
         def controllers(group: Any) -> Any:
             if group.policy is not None:
                 return background[group.name](group)
-            if self.fleet or not self._claimed:
-                self._claimed = True
-                return self._external
+            if self.fleet or not claimed:
+                claimed.append(True)
+                return external
             return others(group)
 
-        self._claimed = False
+        claimed: list[bool] = []
         sim = Simulation(
             scenario, controllers, seed=sim_seed,
             telemetry=lambda sc: TelemetryTracker(sc.telemetry.smoothing, history),
@@ -266,13 +296,14 @@ class _DSDBase(gym.Env):
         )  # fmt: skip
         self._sim = sim
         self._env = sim.env
-        self._driven = [s for s in sim.sessions if s.controller is self._external]
-        if self._credits:
+        self._driven = [s for s in sim.sessions if s.controller is external]
+        book = self._credit_book
+        if book is not None:
             team, weight = set(self._driven), self._reward_params["flight_weight"]
             for target in sim.targets:
-                target.on_batch = lambda *batch: self._on_batch(team, weight, *batch)
+                target.on_batch = lambda *batch: book.on_batch(team, weight, *batch)
         # Only their rounds make a step's outcome; round_rate also books who decided each and its X.
-        hook = self._on_credited_round if self._credits else self._on_round
+        hook = self._on_round if book is None else self._on_credited_round
         for session in self._driven:
             session.round_hook = hook
         self._tokens = 0
@@ -286,13 +317,7 @@ class _DSDBase(gym.Env):
 
     def _on_credited_round(self, record: RoundRecord, session: Session) -> None:
         self._step_rounds.append(record)
-        self._step_deciders.append(self._decided_at.get(record.session, -1))
-        self._step_extra.append(self._extra_s.pop(record.session, 0.0))
-        self._flying.discard(record.session)
-
-    def _on_batch(self, team: set[Session], weight: float, *batch: Any) -> None:
-        for session, extra_s in batch_externality(*batch, team, len(self._flying), weight):
-            self._extra_s[session.sid] = self._extra_s.get(session.sid, 0.0) + extra_s
+        self._credit_book.on_round(record)
 
     def _decision_point(self, session: Session) -> Call:
         answer = Call()  # what ``step`` runs with the decision: the session adds its callback
@@ -338,17 +363,17 @@ class _DSDBase(gym.Env):
         decision = self.decisions[action]
         self._actions.append(action)
         session, answer = self._pending.popleft()
-        if self._credits:
-            self._decided_at[session.sid] = len(self._actions) - 1
-            self._flying.add(session.sid)
+        book = self._credit_book
+        if book is not None:
+            book.decided(session.sid, len(self._actions) - 1)
         env = self._env
         # Another decision is due first (fleet): the answer waits its turn in the queue.
         call_now(env, answer, decision, wait=bool(self._pending))
         before_s = env.now
         self._step_rounds = rounds = []
-        if self._credits:
-            self._step_deciders = []
-            self._step_extra = []
+        if book is not None:
+            book.deciders = []
+            book.extra = []
         obs, truncated = self._advance()
         now_s = env.now
         # Against the tokens already rewarded, not those at the step's start: the first step then also
@@ -357,17 +382,15 @@ class _DSDBase(gym.Env):
         after = sum(s.tokens for s in self._driven) if self.fleet else self._driven[0].tokens
         rate_tok_s = self._tokens / before_s if before_s > 0.0 else 0.0
         outcome = StepOutcome(after - self._tokens, now_s - before_s, rounds, rate_tok_s)
-        if self._credits:
-            outcome.busy_rate_tok_s = self._busy_tokens / self._busy_s if self._busy_s > 0 else 0.0
-            outcome.extra_s = self._step_extra
+        if book is not None:
+            outcome.busy_rate_tok_s = book.busy_rate_tok_s()
+            outcome.extra_s = book.extra
         self._tokens = after
         reward = self._reward(outcome, self._reward_params)
-        if self._credits:
-            terms = zip(self._step_deciders, round_terms(outcome), strict=True)
+        if book is not None:
+            terms = zip(book.deciders, round_terms(outcome), strict=True)
             self.credit = (len(self._actions) - 1, session.sid, tuple(terms))
-            for record, extra_s in zip(rounds, self._step_extra, strict=True):
-                self._busy_tokens += record.committed
-                self._busy_s += record.end_s - record.start_s + extra_s
+            book.book(rounds)
         return obs, reward, False, truncated, self._info(now_s, outcome.tokens, rounds)
 
     def _info(self, sim_time_s: float, tokens: int, rounds: list[RoundRecord]) -> dict[str, Any]:

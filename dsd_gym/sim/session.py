@@ -60,8 +60,6 @@ class Session:
         self.controller = controller
         self.telemetry = telemetry
         self.round_hook = sim.round_hook
-        # Fixed for the run: meter() swaps the metrics for a Tee, but refuses a simulation without any.
-        self._metered = sim.metrics.enabled
         self.acceptance = acceptance
         self.background = background
         self.request: Request | None = None
@@ -286,8 +284,9 @@ class Session:
         req.rounds += 1
         self.tokens += committed
         self.rounds += 1
-        if self._metered:
-            self.sim.metrics.on_round(
+        metrics = self.sim.metrics  # read each round: meter() may have put a Tee in its place
+        if metrics.enabled:
+            metrics.on_round(
                 self, req.last_token_s, mode, gamma, accepted, committed, start, end,
                 draft_s, uplink_s, queue_s, verify_s, downlink_s,
             )  # fmt: skip
