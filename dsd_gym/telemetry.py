@@ -132,8 +132,10 @@ class TelemetryTracker:
 
     def vector(self) -> np.ndarray:
         """The features in raw units, float32, clipped to their bounds."""
-        vector = np.array(self.values, dtype=np.float32)
-        np.maximum(vector, LOW, out=vector)  # two ufuncs in place: several times faster than np.clip
+        # fromiter: the same float32 conversion as np.array, without its shape discovery (a third of
+        # the instructions); then two ufuncs in place: several times faster than np.clip.
+        vector = np.fromiter(self.values, np.float32, len(self.values))
+        np.maximum(vector, LOW, out=vector)
         np.minimum(vector, HIGH, out=vector)
         return vector
 

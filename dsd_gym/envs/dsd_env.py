@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections import deque
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 import gymnasium as gym
@@ -27,7 +29,7 @@ from dsd_gym.envs.registration import DEFAULT_SCENARIO
 from dsd_gym.envs.rewards import StepOutcome, reward_function, round_terms
 from dsd_gym.errors import UserError
 from dsd_gym.sim import Decision, Mode, RoundRecord, Session, Simulation
-from dsd_gym.sim.schedule import Halt, step_until, succeed_now
+from dsd_gym.sim.schedule import Call, Halt, call_now, step_until
 from dsd_gym.telemetry import FEATURES, HIGH, LOW, TelemetryTracker, table
 
 MAX_EMPTY_DRAWS = 100  # simulation seeds reset tries before a horizon too short for any decision fails
@@ -43,16 +45,48 @@ INFO_KEYS = (
 
 
 class _External:
-    """The controller of the sessions the agent drives: it hands the decision point to the env."""
+    """The controller of the sessions the agent drives: its decisions are the env's decision points."""
 
-    __slots__ = ("owner",)
+    __slots__ = ("decide",)
     observes = True
 
     def __init__(self, owner: _DSDBase) -> None:
-        self.owner = owner
+        self.decide = owner._decision_point
 
-    def decide(self, session: Session) -> simpy.Event:
-        return self.owner._decision_point(session)
+
+class _RoundCredit:
+    """``round_rate``'s bookkeeping over an episode: who decided each round, its X, ρ̄ (``rewards``)."""
+
+    def __init__(self) -> None:
+        self.deciders: list[int] = []  # the step that decided each round of the current step
+        self.extra: list[float] = []  # ... and what its job cost its teammates (X)
+        self.extra_s: dict[int, float] = {}  # session id -> X of its current round so far
+        self.decided_at: dict[int, int] = {}  # session id -> the step that decided its current round
+        self.flying: set[int] = set()  # driven sessions with a round in flight
+        self.busy_tokens = 0  # committed by the driven sessions' completed rounds ...
+        self.busy_s = 0.0  # ... and those rounds' time (ρ̄ = busy_tokens / busy_s)
+
+    def decided(self, sid: int, step: int) -> None:
+        self.decided_at[sid] = step
+        self.flying.add(sid)
+
+    def on_round(self, record: RoundRecord) -> None:
+        self.deciders.append(self.decided_at.get(record.session, -1))
+        self.extra.append(self.extra_s.pop(record.session, 0.0))
+        self.flying.discard(record.session)
+
+    def on_batch(self, team: set[Session], weight: float, *batch: Any) -> None:
+        for session, extra_s in batch_externality(*batch, team, len(self.flying), weight):
+            self.extra_s[session.sid] = self.extra_s.get(session.sid, 0.0) + extra_s
+
+    def busy_rate_tok_s(self) -> float:
+        return self.busy_tokens / self.busy_s if self.busy_s > 0 else 0.0
+
+    def book(self, rounds: list[RoundRecord]) -> None:
+        """The step's rounds are over: they count in ρ̄ from the next step on."""
+        for record, extra_s in zip(rounds, self.extra, strict=True):
+            self.busy_tokens += record.committed
+            self.busy_s += record.end_s - record.start_s + extra_s
 
 
 class _DSDBase(gym.Env):
@@ -116,17 +150,16 @@ class _DSDBase(gym.Env):
             except UserError as exc:
                 raise UserError(f"others: {exc}") from None
         self._reward, self._reward_params = reward_function(reward, reward_kwargs, base.slo.tpot_ms / 1e3)
-        self._credits = reward == "round_rate"
         self.decisions = self._action_table(base)
         self.action_space = spaces.Discrete(len(self.decisions))
         rows = history + 1
         self.observation_space = spaces.Box(
             low=np.tile(LOW, rows), high=np.tile(HIGH, rows), dtype=np.float32
         )
-        self._zeros = np.zeros(len(FEATURES), dtype=np.float32)
         self._sim: Simulation | None = None
         self._episode: tuple[int, dict[str, Any]] | None = None
         self._actions: list[int] = []
+        self.deciding: Session | None = None  # the session whose decision the next step applies
         self.credit: tuple[int, int, tuple[tuple[int, float], ...]] | None = None
 
     # -- construction helpers ------------------------------------------------------------------
@@ -220,7 +253,7 @@ class _DSDBase(gym.Env):
             self._start(sim_seed, dict(values))
             obs, truncated = self._advance()
             if not truncated:
-                return obs, self._info()
+                return obs, self._info(self._env.now, 0, [])
             sim_seed = int(self.np_random.integers(2**31 - 1))
         raise UserError(
             f"horizon_s: value {self.horizon_s!r} ends the episode before the first decision of scenario "
@@ -234,7 +267,7 @@ class _DSDBase(gym.Env):
         self.scenario = scenario
         self._episode = (sim_seed, values)
         self._actions = []
-        self._external = _External(self)
+        external = _External(self)
         others = None if self.fleet else parse_policy(self.others or scenario.control.policy, scenario)
         background = {
             g.name: parse_policy(g.policy, scenario) for g in scenario.devices if g.policy is not None
@@ -242,156 +275,134 @@ class _DSDBase(gym.Env):
         history = self.history + 1 if self.history else 0
         self._driven: list[Session] = []
         self._step_rounds: list[RoundRecord] = []
-        self._step_deciders: list[int] = []  # the step that decided each of _step_rounds
-        self._step_extra: list[float] = []  # ... and what its job cost its teammates (round_rate's X)
-        self._extra_s: dict[int, float] = {}  # session id -> X of its current round so far
-        self._decided_at: dict[int, int] = {}  # session id -> the step that decided its current round
-        self._flying: set[int] = set()  # driven sessions with a round in flight
-        self._busy_tokens = 0  # committed by the driven sessions' completed rounds ...
-        self._busy_s = 0.0  # ... and those rounds' time (round_rate's ρ̄)
-        self._pending: list[tuple[Session, simpy.Event]] = []
+        # Only under round_rate. The episode's state stays in few attributes: past 29, CPython 3.11
+        # stops sharing an instance's dict keys, and every self.x read in step gets several times slower.
+        self._credit_book = _RoundCredit() if self._kwargs["reward"] == "round_rate" else None
+        self._pending: deque[tuple[Session, Call]] = deque()  # decision points waiting for an action
 
         def controllers(group: Any) -> Any:
             if group.policy is not None:
                 return background[group.name](group)
-            if self.fleet or not self._claimed:
-                self._claimed = True
-                return self._external
+            if self.fleet or not claimed:
+                claimed.append(True)
+                return external
             return others(group)
 
-        self._claimed = False
+        claimed: list[bool] = []
         sim = Simulation(
             scenario, controllers, seed=sim_seed,
             telemetry=lambda sc: TelemetryTracker(sc.telemetry.smoothing, history),
             metrics=False,  # rewards and info come from the sessions and their rounds, not the report
         )  # fmt: skip
         self._sim = sim
-        self._driven = [s for s in sim.sessions if s.controller is self._external]
-        if self._credits:
+        self._env = sim.env
+        self._driven = [s for s in sim.sessions if s.controller is external]
+        book = self._credit_book
+        if book is not None:
             team, weight = set(self._driven), self._reward_params["flight_weight"]
             for target in sim.targets:
-                target.on_batch = lambda *batch: self._on_batch(team, weight, *batch)
+                target.on_batch = lambda *batch: book.on_batch(team, weight, *batch)
         # Only their rounds make a step's outcome; round_rate also books who decided each and its X.
-        hook = self._on_credited_round if self._credits else self._on_round
+        hook = self._on_round if book is None else self._on_credited_round
         for session in self._driven:
             session.round_hook = hook
         self._tokens = 0
-        self._halting = False  # a driven session decided (or the horizon passed): the run stops
-        self._stop = Halt()  # ... and has stopped (its flag)
+        self._stop = Halt()  # requested when a driven session decides (or the horizon passes)
         self._expired = False
         sim.env.timeout(self.horizon_s).callbacks.append(self._horizon)
-        self.deciding: Session | None = None
+        self.deciding = None
 
     def _on_round(self, record: RoundRecord, session: Session) -> None:
         self._step_rounds.append(record)
 
     def _on_credited_round(self, record: RoundRecord, session: Session) -> None:
         self._step_rounds.append(record)
-        self._step_deciders.append(self._decided_at.get(record.session, -1))
-        self._step_extra.append(self._extra_s.pop(record.session, 0.0))
-        self._flying.discard(record.session)
+        self._credit_book.on_round(record)
 
-    def _on_batch(self, team: set[Session], weight: float, *batch: Any) -> None:
-        for session, extra_s in batch_externality(*batch, team, len(self._flying), weight):
-            self._extra_s[session.sid] = self._extra_s.get(session.sid, 0.0) + extra_s
-
-    def _decision_point(self, session: Session) -> simpy.Event:
-        answer = self._sim.env.event()
+    def _decision_point(self, session: Session) -> Call:
+        answer = Call()  # what ``step`` runs with the decision: the session adds its callback
+        answer.callbacks = []
         self._pending.append((session, answer))
-        self._halt()
+        self._stop.request(self._env)
         return answer
 
     def _horizon(self, _event: simpy.Event) -> None:
         self._expired = True
-        self._halt()
-
-    def _halt(self) -> None:
-        """Stop the run where ``env.run(until=stop)`` with ``stop`` succeeded now would: after the events
-        already due now. Usually none is, and the run stops at once, without scheduling ``stop``."""
-        if self._halting:
-            return
-        self._halting = True
-        env = self._sim.env
-        if env.peek() > env.now:
-            self._stop.halted = True
-        else:
-            stop = env.event()
-            stop.callbacks.append(self._stopped)
-            stop.succeed()
-
-    def _stopped(self, _event: simpy.Event) -> None:
-        self._stop.halted = True
+        self._stop.request(self._env)
 
     def _advance(self) -> tuple[np.ndarray, bool]:
         """Run to the next decision point of a driven session (or the horizon)."""
         if not self._pending and not self._expired:
             # Step until halted: what ``env.run(until=...)`` does, without the StopSimulation exception
             # (and the empty event it reschedules) of every step.
-            step_until(self._sim.env, self._stop)
-            self._halting = self._stop.halted = False
+            step_until(self._env, self._stop)
+            self._stop.clear()
         truncated = self._expired
         self.deciding = None if truncated else self._pending[0][0]
         return self._observation(), truncated
 
     def _observation(self) -> np.ndarray:
-        session = self.deciding or self._driven[0]
-        tracker = session.telemetry
+        tracker = (self.deciding or self._driven[0]).telemetry
         if not self.history:
             return tracker.vector()
-        rows = [np.clip(np.asarray(h, dtype=np.float32), LOW, HIGH) for h in reversed(tracker.history)]
-        rows += [self._zeros] * (self.history + 1 - len(rows))
-        return np.concatenate(rows)
+        # The kept rounds newest first, then zeros: one conversion and one clip for the whole stack,
+        # the same float32 values as stacking ``vector()`` of each round.
+        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
+        n = len(tracker.history) * len(FEATURES)
+        if n:
+            stack = obs[:n]
+            stack[:] = np.fromiter(chain.from_iterable(reversed(tracker.history)), np.float32, n)
+            np.maximum(stack, self.observation_space.low[:n], out=stack)
+            np.minimum(stack, self.observation_space.high[:n], out=stack)
+        return obs
 
     def step(self, action: int):
-        if self._sim is None or self.deciding is None:
+        if self.deciding is None:
             raise RuntimeError("call reset() before step(), and again after an episode ends")
-        decision = self.decisions[int(action)]
-        self._actions.append(int(action))
-        session, answer = self._pending.pop(0)
-        if self._credits:
-            self._decided_at[session.sid] = len(self._actions) - 1
-            self._flying.add(session.sid)
-        if self._pending:  # another decision is due first (fleet): the answer waits its turn in the queue
-            answer.succeed(decision)
-        else:
-            succeed_now(self._sim.env, answer, decision)
-        before_s = self._sim.env.now
-        self._step_rounds = []
-        if self._credits:
-            self._step_deciders = []
-            self._step_extra = []
+        action = int(action)
+        decision = self.decisions[action]
+        self._actions.append(action)
+        session, answer = self._pending.popleft()
+        book = self._credit_book
+        if book is not None:
+            book.decided(session.sid, len(self._actions) - 1)
+        env = self._env
+        # Another decision is due first (fleet): the answer waits its turn in the queue.
+        call_now(env, answer, decision, wait=bool(self._pending))
+        before_s = env.now
+        self._step_rounds = rounds = []
+        if book is not None:
+            book.deciders = []
+            book.extra = []
         obs, truncated = self._advance()
+        now_s = env.now
         # Against the tokens already rewarded, not those at the step's start: the first step then also
         # counts what reset's run committed (the first prefill's token), so the return is every token
         # the driven sessions committed within the horizon.
         after = sum(s.tokens for s in self._driven) if self.fleet else self._driven[0].tokens
-        rate_tok_s = self._tokens / before_s if before_s > 0 else 0.0
-        elapsed_s = self._sim.env.now - before_s
-        outcome = StepOutcome(after - self._tokens, elapsed_s, self._step_rounds, rate_tok_s)
-        if self._credits:
-            outcome.busy_rate_tok_s = self._busy_tokens / self._busy_s if self._busy_s > 0 else 0.0
-            outcome.extra_s = self._step_extra
+        rate_tok_s = self._tokens / before_s if before_s > 0.0 else 0.0
+        outcome = StepOutcome(after - self._tokens, now_s - before_s, rounds, rate_tok_s)
+        if book is not None:
+            outcome.busy_rate_tok_s = book.busy_rate_tok_s()
+            outcome.extra_s = book.extra
         self._tokens = after
         reward = self._reward(outcome, self._reward_params)
-        if self._credits:
-            terms = zip(self._step_deciders, round_terms(outcome), strict=True)
+        if book is not None:
+            terms = zip(book.deciders, round_terms(outcome), strict=True)
             self.credit = (len(self._actions) - 1, session.sid, tuple(terms))
-            for record, extra_s in zip(self._step_rounds, self._step_extra, strict=True):
-                self._busy_tokens += record.committed
-                self._busy_s += record.end_s - record.start_s + extra_s
-        return obs, reward, False, truncated, self._info(outcome)
+            book.book(rounds)
+        return obs, reward, False, truncated, self._info(now_s, outcome.tokens, rounds)
 
-    def _info(self, outcome: StepOutcome | None = None) -> dict[str, Any]:
+    def _info(self, sim_time_s: float, tokens: int, rounds: list[RoundRecord]) -> dict[str, Any]:
+        """``info`` of a step that committed ``tokens`` and completed ``rounds`` (of driven sessions)."""
         session = self.deciding or self._driven[0]
-        last = outcome.rounds[-1] if outcome is not None and outcome.rounds else None
-        sim_time_s = self._sim.env.now
-        tokens = outcome.tokens if outcome is not None else 0
         completed = sum(s.completed for s in self._driven) if self.fleet else session.completed
-        if last is None:
+        if not rounds:
             return {
                 "sim_time_s": sim_time_s, "session": session.sid, "tokens": tokens, "rounds": session.rounds,
                 "requests_completed": completed, **NO_ROUND,
             }  # fmt: skip
+        last = rounds[-1]
         # One literal in INFO_KEYS order (built once per step: cheaper than updating a dict).
         return {
             "sim_time_s": sim_time_s, "session": session.sid, "tokens": tokens, "rounds": session.rounds,

@@ -35,7 +35,7 @@ committed ``n_r`` and duration ``T_r``:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,14 +44,14 @@ from dsd_gym.sim.controller import Mode
 from dsd_gym.sim.records import RoundRecord
 
 
-@dataclass
+@dataclass(slots=True)  # one per step: slots make it cheaper to build
 class StepOutcome:
     tokens: int
     elapsed_s: float
     rounds: list[RoundRecord] = field(default_factory=list)
     rate_tok_s: float = 0.0  # the agent's tokens per simulated second in the episode before the step
     busy_rate_tok_s: float = 0.0  # round_rate's ρ̄: Σ n / Σ (T + X) over the rounds before the step
-    extra_s: list[float] = field(default_factory=list)  # X of each of ``rounds`` (round_rate)
+    extra_s: Sequence[float] = ()  # X of each of ``rounds`` (round_rate; empty: none)
 
 
 def _throughput(o: StepOutcome, p: dict[str, Any]) -> float:

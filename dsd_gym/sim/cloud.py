@@ -252,6 +252,7 @@ class Target:
         self.cost = cost
         self.draft_cost = draft_cost
         self.metrics = metrics
+        self._metered = metrics.enabled  # fixed for the run: a NoMetrics is never replaced
         self.background = background
         self.max_batch_size = group.max_batch_size
         self.max_batch_tokens = group.max_batch_tokens
@@ -374,7 +375,8 @@ class Target:
             duration += self._cloud_draft_s(batch)
         if self.on_batch is not None and batch:
             self.on_batch(self, batch, size, n_tokens, context_sum, attention)
-        self.metrics.on_iteration(self, now, duration, size, n_tokens, background_verifies)
+        if self._metered:
+            self.metrics.on_iteration(self, now, duration, size, n_tokens, background_verifies)
         return batch, size, n_tokens, duration
 
     def _start(self, now: float) -> None:
@@ -421,7 +423,8 @@ class Target:
                         n_tokens = k * take
                         attention = take * (context + k * (take + 1) / 2)
                         duration = cost.iteration_s(k, n_tokens, context, attention)
-                        metrics.on_iteration(self, clock, duration, k, n_tokens, k)
+                        if self._metered:
+                            metrics.on_iteration(self, clock, duration, k, n_tokens, k)
                         self._busy_until = clock = clock + duration
                         continue
             self._clock = clock

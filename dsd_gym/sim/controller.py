@@ -2,8 +2,9 @@
 
 A deployable controller reads only ``session.telemetry`` (the edge-observable features of
 ``dsd_gym.telemetry``); oracles may read the rest of the session (its acceptance path, link and
-target) and are privileged by definition. A controller may also return a SimPy event: the session
-then waits for it and uses its value — that is how the Gymnasium env hands decisions in from outside.
+target) and are privileged by definition. A controller may also return an event (a SimPy event, or
+the lighter :class:`~dsd_gym.sim.schedule.Call`): the session adds a callback to it, waits, and uses
+its value — that is how the Gymnasium env hands decisions in from outside.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import simpy
 
 if TYPE_CHECKING:
+    from dsd_gym.sim.schedule import Call
     from dsd_gym.sim.session import Session
 
 
@@ -40,7 +42,7 @@ class Controller(Protocol):
 
     observes: bool
 
-    def decide(self, session: Session) -> Decision | simpy.Event: ...
+    def decide(self, session: Session) -> Decision | simpy.Event | Call: ...
 
 
 ControllerFactory = Callable[[Any], Controller]

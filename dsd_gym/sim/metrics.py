@@ -36,6 +36,8 @@ DISTRIBUTED = int(Mode.DISTRIBUTED)
 
 
 class Metrics:
+    enabled = True  # reported to; the hot paths skip their calls to a NoMetrics (whose is False)
+
     def __init__(self, warmup_s: float, end_s: float, slo_ttft_s: float, slo_tpot_s: float) -> None:
         self.warmup_s = warmup_s
         self.end_s = end_s
@@ -173,7 +175,11 @@ class Metrics:
 class NoMetrics:
     """Where a simulation's report is never read (the Gymnasium env: its rewards and ``info`` come
     from the sessions and their rounds): every event is dropped, which saves ~8 % of an env step with
-    32 simulated sessions. Nothing else changes — metrics never feed back into the simulation."""
+    32 simulated sessions. Nothing else changes — metrics never feed back into the simulation.
+    ``enabled`` is False: the per-round and per-iteration reports are not even called (a call to a
+    no-op method is ~1.5 % of an env step with background load)."""
+
+    enabled = False
 
     def on_tokens(self, session: Any, t: float, n: int) -> None:
         pass
@@ -202,6 +208,7 @@ class Tee:
         self.system = system
         self.chosen = chosen
         self.select = select
+        self.enabled = system.enabled
 
     def on_tokens(self, session: Any, t: float, n: int) -> None:
         self.system.on_tokens(session, t, n)

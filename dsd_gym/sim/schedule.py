@@ -79,30 +79,52 @@ def succeed_later(env: simpy.Environment, event: simpy.Event, delay: float, valu
     heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), event))  # env.schedule, inline
 
 
-def succeed_now(env: simpy.Environment, event: simpy.Event, value: Any) -> None:
-    """Succeed ``event`` with ``value``; when nothing else is due now, also process it at once.
+def call_now(env: simpy.Environment, call: Call, value: Any, wait: bool = False) -> None:
+    """Run ``call``'s callbacks on it, with ``call.value = value``, now: at once when nothing else is due
+    now and not ``wait``, else after what is due now (in the queue, where a succeeded event would go).
 
-    An event succeeded now is what the next ``env.step()`` processes unless other events are due now;
-    then running its callbacks here is exactly that step, without the trip through the queue. Call it
-    outside the run loop (between ``env.step()`` calls), as the Gymnasium env does with its answers.
+    Running it at once is exactly what the next ``env.step()`` would do, without the trip through the
+    queue. Call it outside the run loop (between ``env.step()`` calls), as the Gymnasium env does with
+    its answers to decision points.
     """
-    if env.peek() > env.now:
-        event._ok = True
-        event._value = value
-        callbacks, event.callbacks = event.callbacks, None
-        for callback in callbacks:
-            callback(event)
+    call.value = value
+    queue = env._queue
+    if wait or (queue and queue[0][0] <= env._now):
+        call._ok = True
+        heappush(queue, (env._now, NORMAL, next(env._eid), call))  # event.succeed(value), inline
     else:
-        event.succeed(value)
+        callbacks, call.callbacks = call.callbacks, None
+        for callback in callbacks:
+            callback(call)
 
 
 class Halt:
-    """The flag :func:`step_until` watches: a callback sets ``halted`` to stop the run after its event."""
+    """The flag :func:`step_until` watches: ``request`` it (from a callback), and the run stops."""
 
-    __slots__ = ("halted",)
+    __slots__ = ("halted", "requested")
 
     def __init__(self) -> None:
         self.halted = False
+        self.requested = False
+
+    def request(self, env: simpy.Environment) -> None:
+        """Stop the run where ``env.run(until=stop)`` with ``stop`` succeeded now would: after the events
+        already due now. Usually none is, and the run stops at once, without scheduling ``stop``."""
+        if self.requested:
+            return
+        self.requested = True
+        queue = env._queue
+        if queue and queue[0][0] <= env._now:
+            call_later(env, 0.0, self._stop)
+        else:
+            self.halted = True
+
+    def _stop(self, _call: Call) -> None:
+        self.halted = True
+
+    def clear(self) -> None:
+        """Ready for the next run."""
+        self.halted = self.requested = False
 
 
 def step_until(env: simpy.Environment, halt: Halt) -> None:

@@ -64,7 +64,7 @@ def test_x_is_zero_in_the_ego_env_and_charged_in_the_fleet() -> None:
         extra, truncated = [], False
         while not truncated:
             _, reward, _, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
-            extra += env.unwrapped._step_extra
+            extra += env.unwrapped._credit_book.extra
         assert min(extra) >= 0
         assert (max(extra) > 0) == charged, env_id
 
@@ -78,7 +78,7 @@ def test_round_rate_charges_x_at_the_rate_so_far() -> None:
     while not truncated:
         _, reward, _, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
         rate = tokens / busy_s if busy_s > 0 else 0.0
-        rounds, extra = env.unwrapped._step_rounds, env.unwrapped._step_extra
+        rounds, extra = env.unwrapped._step_rounds, env.unwrapped._credit_book.extra
         expected = sum(
             r.committed - rate * (r.end_s - r.start_s + x) for r, x in zip(rounds, extra, strict=True)
         )

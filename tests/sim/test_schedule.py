@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import simpy
 
-from dsd_gym.sim.schedule import Call, Halt, call_later, deliver_later, step_until, succeed_later
+from dsd_gym.sim.schedule import (
+    Call,
+    Halt,
+    call_later,
+    call_now,
+    deliver_later,
+    step_until,
+    succeed_later,
+)
 
 
 def _mixed_run(use_call_later: bool) -> list[tuple[str, float, object]]:
@@ -147,3 +155,44 @@ def test_step_until_raises_what_a_failed_event_raises() -> None:
     env.process(crash())
     with pytest.raises(RuntimeError, match="boom"):
         step_until(env, Halt())
+
+
+def test_call_now_runs_where_a_succeeded_event_would() -> None:
+    """At once when nothing else is due now, else (or when told to wait) after what is due now."""
+
+    def run(use_call_now: bool, due_now: bool, wait: bool) -> list[tuple[str, float, object]]:
+        env = simpy.Environment()
+        log: list[tuple[str, float, object]] = []
+        env.run(until=1.0)
+        if due_now:
+            call_later(env, 0.0, lambda call: log.append(("due", env.now, None)))
+        call_later(env, 0.5, lambda call: log.append(("later", env.now, None)))
+        if use_call_now:
+            call = Call()
+            call.callbacks = [lambda call: log.append(("answer", env.now, call.value))]
+            call_now(env, call, "x", wait=wait)
+        else:
+            event = env.event()
+            event.callbacks.append(lambda event: log.append(("answer", env.now, event.value)))
+            event.succeed("x")
+        log.append(("returned", env.now, None))
+        env.run()
+        return [entry for entry in log if entry[0] != "returned"]
+
+    for due_now in (False, True):
+        for wait in (False, True):
+            assert run(True, due_now, wait) == run(False, due_now, wait)
+
+
+def test_halt_request_stops_after_the_events_due_now() -> None:
+    env = simpy.Environment()
+    log: list[tuple[str, float]] = []
+    halt = Halt()
+    call_later(env, 1.0, lambda call: (log.append(("first", env.now)), halt.request(env)))
+    call_later(env, 1.0, lambda call: log.append(("same-time", env.now)))
+    call_later(env, 2.0, lambda call: log.append(("later", env.now)))
+    step_until(env, halt)
+    assert log == [("first", 1.0), ("same-time", 1.0)]
+    halt.clear()
+    halt.request(env)  # nothing is due now: halted at once
+    assert halt.halted
