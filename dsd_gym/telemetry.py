@@ -6,13 +6,6 @@ runtime can measure from its own clock and the server's reply: the round time, t
 it (round − draft − server-reported time), server-reported queue depth, batch size and server time,
 accepted/drafted counts, the last decision, draft speed and context length.
 
-Two acceptance estimates: ``acceptance_ewma`` is the acceptance *rate* (accepted / drafted, DESIGN §3's
-metric), which depends on the window as much as on the text: E[A]/γ = α(1 − α^γ) / ((1 − α)γ) falls
-with γ. ``alpha_hat`` is the per-token acceptance probability α itself, estimated from the same counts
-as successes / Bernoulli trials (a round with a rejection is A + 1 trials, a fully accepted one γ):
-the maximum-likelihood α under i.i.d. acceptance whatever rule chose γ, so a controller can tell
-predictable text from a long window (prose from code in ``regime-shift``).
-
 Values are in the units named below, clipped to ``[low, high]``; ``scale`` divides a feature for
 neural-network inputs (``normalized()``). Smoothed features are exponentially weighted moving
 averages with weight ``smoothing`` on the newest round.
@@ -59,7 +52,6 @@ FEATURES: tuple[Feature, ...] = (
     Feature("accepted", "tokens", 0.0, 256.0, 8.0, "draft tokens accepted in the last round"),
     Feature("drafted", "tokens", 0.0, 256.0, 8.0, "draft tokens proposed in the last round"),
     Feature("acceptance_ewma", "ratio", 0.0, 1.0, 1.0, "smoothed accepted / smoothed drafted"),
-    Feature("alpha_hat", "ratio", 0.0, 1.0, 1.0, "per-token acceptance: smoothed accepted / smoothed trials"),
     Feature("last_gamma", "tokens", 0.0, 256.0, 8.0, "window of the last round"),
     Feature("last_mode", "enum", 0.0, 2.0, 1.0, "0 distributed, 1 fused, 2 autoregressive"),
     Feature("draft_ms_per_token", "ms", 0.0, 10_000.0, 10.0, "smoothed edge draft time per token"),
@@ -86,7 +78,6 @@ class TelemetryTracker:
         self.values = [0.0] * len(FEATURES)
         self._accepted_ewma = 0.0
         self._drafted_ewma = 0.0
-        self._trials_ewma = 0.0
         self.rounds = 0
         self.history: deque[tuple[float, ...]] = deque(maxlen=history) if history > 0 else None
 
@@ -109,23 +100,18 @@ class TelemetryTracker:
         v[9] = float(r.accepted)
         v[10] = float(r.gamma)
         if r.gamma > 0:
-            # A round with a rejection (A < γ) is A + 1 Bernoulli trials, a fully accepted one γ.
-            trials = r.accepted + 1 if r.accepted < r.gamma else r.gamma
             if self._drafted_ewma == 0.0:
                 self._accepted_ewma, self._drafted_ewma = float(r.accepted), float(r.gamma)
-                self._trials_ewma = float(trials)
             else:
                 self._accepted_ewma += w * (r.accepted - self._accepted_ewma)
                 self._drafted_ewma += w * (r.gamma - self._drafted_ewma)
-                self._trials_ewma += w * (trials - self._trials_ewma)
             v[11] = self._accepted_ewma / self._drafted_ewma
-            v[12] = self._accepted_ewma / self._trials_ewma
-        v[13] = float(r.gamma)
-        v[14] = float(r.mode)
+        v[12] = float(r.gamma)
+        v[13] = float(r.mode)
         if r.draft_s > 0.0 and r.gamma > 0:
             per_token = draft_ms / r.gamma
-            v[15] = per_token if v[15] == 0.0 else v[15] + w * (per_token - v[15])
-        v[16] = float(r.context + r.committed)
+            v[14] = per_token if v[14] == 0.0 else v[14] + w * (per_token - v[14])
+        v[15] = float(r.context + r.committed)
         self.rounds += 1
         if self.history is not None:
             self.history.append(tuple(v))

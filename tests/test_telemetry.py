@@ -61,28 +61,6 @@ def test_smoothing_is_an_ewma_of_the_newest_round() -> None:
     t.update(_record(gamma=8, accepted=8))
     # accepted/drafted EWMAs: (2 + .25 (2 - 2) + .25 (8 - 2)) / (4 + .25 (8 - 4)) = 3.5 / 5
     assert t["acceptance_ewma"] == pytest.approx(3.5 / 5.0)
-    # trials: 3 (A = 2 < γ = 4: a rejection), then 8 (all accepted): (2 + .25 · 6) / (3 + .25 · 5)
-    assert t["alpha_hat"] == pytest.approx(3.5 / 4.25)
-
-
-@pytest.mark.parametrize("alpha", [0.55, 0.85])
-def test_alpha_hat_estimates_alpha_whatever_the_window(alpha: float) -> None:
-    """accepted / drafted falls with γ at a fixed α (E[A]/γ); the per-token α̂ does not."""
-    rng = np.random.default_rng(7)
-    means = {}
-    for gamma in (2, 8):
-        t, ratio, hat = TelemetryTracker(smoothing=0.1), [], []
-        for k in range(4000):
-            runs = rng.random(gamma) < alpha  # accepted up to the first rejection
-            accepted = gamma if runs.all() else int(np.argmin(runs))
-            t.update(_record(gamma=gamma, accepted=accepted, start=0.1 * k, end=0.1 * k + 0.1))
-            ratio.append(t["acceptance_ewma"])
-            hat.append(t["alpha_hat"])
-        means[gamma] = (np.mean(ratio[100:]), np.mean(hat[100:]))
-    for gamma, (ratio, hat) in means.items():
-        assert ratio == pytest.approx(alpha * (1 - alpha**gamma) / ((1 - alpha) * gamma), abs=0.02)
-        assert hat == pytest.approx(alpha, abs=0.02)
-    assert means[8][0] < means[2][0] - 0.05  # the rate under-reads α more at the longer window
 
 
 def test_history_keeps_the_last_k_rounds() -> None:

@@ -148,13 +148,13 @@ def test_missing_and_corrupt_datasets(
     assert "not readable JSON" in fails(capsys, *run, "--data", str(broken))
     (broken / "dataset.json").write_text(json.dumps({"format": "other"}))
     assert "is not a dsd-gym-wc-dnn-dataset" in fails(capsys, *run, "--data", str(broken))
-    older = tmp_path / "older"  # collected by a dsd-gym without the newest telemetry feature
+    older = tmp_path / "older"  # collected by a dsd-gym without one of this version's features
     shutil.copytree(tiny_dataset, older)
     sidecar = json.loads((older / "dataset.json").read_text())
-    sidecar["features"] = [f for f in sidecar["features"] if f["name"] != "alpha_hat"]
+    sidecar["features"] = [f for f in sidecar["features"] if f["name"] != "context_tokens"]
     (older / "dataset.json").write_text(json.dumps(sidecar))
     line = fails(capsys, *run, "--data", str(older))
-    assert "other telemetry features" in line and "(+alpha_hat)" in line and "collect it again" in line
+    assert "other telemetry features" in line and "(+context_tokens)" in line and "collect it again" in line
 
 
 def test_missing_and_corrupt_checkpoints(tiny_dataset, tiny_config, write_config, tmp_path, capsys) -> None:
