@@ -75,7 +75,7 @@ from wc_dnn.dataset import (
     write_json,
     write_shard,
 )
-from wc_dnn.floor import FLOOR, floor_document, group_seeds, measure_floor, read_floor
+from wc_dnn.floor import FLOOR, floor_document, measure_floor, read_floor
 from wc_dnn.provenance import code_version
 
 __all__ = ["CollectTask", "Plan", "collect", "done_tasks", "make_plan", "run_task", "sidecar"]
@@ -83,11 +83,17 @@ __all__ = ["CollectTask", "Plan", "collect", "done_tasks", "make_plan", "run_tas
 _VARIANT_KEY = 0xDA7A  # spawn keys that keep the variant draws and the behaviours apart from the rest
 _BEHAVIOUR_KEY = 0xBE4A
 _EGO_KEY = 0xE60
+_FLOOR_KEY = 0xF100  # the floor's seeds (wc_dnn.floor): other draws than the dataset's simulations
 LEARNER = "learner"  # the behaviour name of the --learner policy
 
 
 def _crc(name: str) -> int:
     return zlib.crc32(name.encode())
+
+
+def _simulation_seed(root: int, key: tuple[int, ...]) -> int:
+    """A simulation seed: SeedSequence(root, spawn_key=key)'s first word mod 2³¹ − 1."""
+    return int(np.random.SeedSequence(root, spawn_key=key).generate_state(1)[0]) % (2**31 - 1)
 
 
 @dataclass(frozen=True)
@@ -203,11 +209,8 @@ def make_plan(config: WCDNNConfig, learner: str | os.PathLike[str] | None = None
                 ego = (_EGO_KEY,) if mode == "ego" else ()
                 prefix = f"{slug}.ego" if mode == "ego" else slug
                 for s in range(collect.seeds):
-                    key = (_crc(name), v, s, *ego)
-                    state = np.random.SeedSequence(collect.seed, spawn_key=key).generate_state(1)
-                    task = CollectTask(
-                        f"{prefix}.v{v:03d}.s{s:03d}", name, v, s, int(state[0]) % (2**31 - 1), drawn, mode
-                    )
+                    seed = _simulation_seed(collect.seed, (_crc(name), v, s, *ego))
+                    task = CollectTask(f"{prefix}.v{v:03d}.s{s:03d}", name, v, s, seed, drawn, mode)
                     tasks.append(task)
                     by_task[task.id] = scenario
     assert dataset_candidates is not None
@@ -467,7 +470,8 @@ def _floor(
     for task in plan.tasks:
         key = f"{task.scenario}/v{task.variant}"
         if key not in groups:
-            seeds = group_seeds(spec.seed, _crc(task.scenario), task.variant, spec.floor(mode), mode == "ego")
+            root, tail = (_crc(task.scenario), task.variant, _FLOOR_KEY), (1,) if mode == "ego" else ()
+            seeds = [_simulation_seed(spec.seed, (*root, s, *tail)) for s in range(spec.floor(mode))]
             groups[key] = (plan.scenarios[task.id], seeds)
     start = time.perf_counter()
     measured, failures = measure_floor(groups, mode, plan.learner, runner, progress)

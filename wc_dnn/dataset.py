@@ -45,6 +45,7 @@ __all__ = [
     "decision_records",
     "load_dataset",
     "merge_datasets",
+    "read_json",
     "read_shard",
     "read_sidecar",
     "write_json",
@@ -176,6 +177,14 @@ def check_format(
     return document
 
 
+def read_json(path: Path, where: str) -> Any:
+    """The JSON document at ``path``; an unreadable one is a one-line ``UserError`` naming ``where``."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{where}: {path.name} is not readable JSON ({type(exc).__name__})") from None
+
+
 def read_sidecar(directory: Path) -> dict[str, Any]:
     """The checked sidecar of a dataset folder; a one-line ``UserError`` otherwise."""
     where = f"dataset {directory}"
@@ -184,13 +193,11 @@ def read_sidecar(directory: Path) -> dict[str, Any]:
     if not directory.is_dir():
         raise UserError(f"{where}: not a directory; give the folder dsd-gym collect wrote")
     path = directory / SIDECAR
-    try:
-        sidecar = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{where}: no {SIDECAR}; make the dataset with dsd-gym collect") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{where}: {SIDECAR} is not readable JSON ({type(exc).__name__})") from None
-    check_format(sidecar, f"{where}: {SIDECAR}", FORMAT, FORMAT_VERSION, ())
+    if not path.exists():
+        raise UserError(f"{where}: no {SIDECAR}; make the dataset with dsd-gym collect")
+    sidecar = check_format(
+        read_json(path, where), f"{where}: {SIDECAR}", FORMAT, FORMAT_VERSION, SIDECAR_KEYS
+    )
     names = [f.get("name") for f in sidecar.get("features", []) if isinstance(f, dict)]
     ours = [f.name for f in FEATURES]
     if names != ours:
@@ -199,7 +206,6 @@ def read_sidecar(directory: Path) -> dict[str, Any]:
             f"{where}: recorded with other telemetry features than this dsd-gym's "
             f"({', '.join(diff) or 'another order'}); collect it again into a new or empty folder"
         )
-    check_format(sidecar, f"{where}: {SIDECAR}", FORMAT, FORMAT_VERSION, SIDECAR_KEYS)
     return sidecar
 
 

@@ -34,8 +34,6 @@ loop, which is what the floor demands; the student still reads telemetry only.
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +45,11 @@ from tqdm import tqdm
 from dsd_gym.backend import Backend, run
 from dsd_gym.config.schema import Scenario
 from dsd_gym.controllers import fixed_decisions
-from dsd_gym.errors import UserError
 from dsd_gym.evaluation.execute import run_task
 from dsd_gym.evaluation.plan import Task
+from dsd_gym.evaluation.stats import mean_or_none
 from dsd_gym.sim.controller import Decision
-from wc_dnn.dataset import check_format, decision_records, decisions_from_records
+from wc_dnn.dataset import check_format, decision_records, decisions_from_records, read_json
 
 __all__ = ["FLOOR", "FLOOR_KEYS", "Relabelled", "measure_floor", "read_floor", "relabel"]
 
@@ -59,18 +57,7 @@ FLOOR = "floor.json"
 FORMAT = "dsd-gym-wc-dnn-floor"
 FORMAT_VERSION = 1
 FLOOR_KEYS = ("format", "format_version", "mode", "config_hash", "learner", "seeds", "groups")
-_FLOOR_KEY = 0xF100  # spawn keys of the floor's seeds: other draws than the dataset's simulations
 LEARNER = "learner"
-
-
-def group_seeds(collect_seed: int, name_crc: int, variant: int, seeds: int, ego: bool) -> list[int]:
-    """The floor's simulation seeds of one variant."""
-    tail = (1,) if ego else ()
-    return [
-        int(np.random.SeedSequence(collect_seed, spawn_key=(name_crc, variant, _FLOOR_KEY, s, *tail))
-            .generate_state(1)[0]) % (2**31 - 1)
-        for s in range(seeds)
-    ]  # fmt: skip
 
 
 def _held(scenario: Scenario, policy: str, seed: int, mode: str, learner: bool) -> tuple[float, float]:
@@ -130,11 +117,8 @@ def read_floor(directory: Path) -> dict[str, Any] | None:
     path = directory / FLOOR
     if not path.exists():
         return None
-    try:
-        floor = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"dataset {directory}: {FLOOR} is not readable JSON ({type(exc).__name__})") from None
-    return check_format(floor, f"dataset {directory}: {FLOOR}", FORMAT, FORMAT_VERSION, FLOOR_KEYS)
+    where = f"dataset {directory}"
+    return check_format(read_json(path, where), f"{where}: {FLOOR}", FORMAT, FORMAT_VERSION, FLOOR_KEYS)
 
 
 def floor_document(
@@ -161,10 +145,6 @@ class Relabelled:
         return {"group": self.group, "best": self.best, "ratio": self.ratio, "relabelled": self.relabelled}
 
 
-def _mean(values: list[float]) -> float:
-    return math.fsum(values) / len(values)
-
-
 def relabel(
     floors: list[dict[str, Any]], candidates: list[Decision], groups: list[str], group: np.ndarray,
     label: np.ndarray, values: np.ndarray, ratio: float,
@@ -185,16 +165,16 @@ def relabel(
         measured = [f["groups"][name][LEARNER] for f in learners if LEARNER in f["groups"].get(name, {})]
         if not measured or not fixed:
             continue
-        means = {spec: _mean(r["throughput_tok_s"]) for spec, r in fixed.items()}
+        means = {spec: mean_or_none(r["throughput_tok_s"]) for spec, r in fixed.items()}
         best = max(sorted(means), key=lambda spec: means[spec])  # ties: the first by name
         if means[best] <= 0:
             continue
-        worst = min(_mean(r["throughput_tok_s"]) for r in measured) / means[best]
+        worst = min(mean_or_none(r["throughput_tok_s"]) for r in measured) / means[best]
         below = worst < ratio
         verdicts.append(Relabelled(name, best, worst, below))
         if not below or name not in groups:
             continue
-        tokens = _mean(fixed[best]["tokens_per_round"])
+        tokens = mean_or_none(fixed[best]["tokens_per_round"])
         shortfall = {spec: -(1.0 - mean / means[best]) * tokens for spec, mean in means.items()}
         held = np.full(len(candidates), min(shortfall.values()))  # a candidate not swept: the worst
         for spec, value in shortfall.items():

@@ -79,9 +79,13 @@ def _best_fixed(variant: Variant, by_spec: dict[str, dict[int, Result]]) -> tupl
     return max(fixed, key=lambda f: _mean(by_spec[f], common)), common
 
 
-def _row(plan: Plan, variant: Variant, policy: str, by_spec: dict[str, dict[int, Result]]) -> dict[str, Any]:
+def _row(
+    plan: Plan, variant: Variant, policy: str, by_spec: dict[str, dict[int, Result]],
+    best_fixed: tuple[str | None, list[int]],
+) -> dict[str, Any]:  # fmt: skip
+    """``policy``'s row; ``best_fixed``: the variant's :func:`_best_fixed` ((None, []) when not asked for)."""
     winner = None
-    best, best_seeds = _best_fixed(variant, by_spec) if BEST_FIXED in plan.policies else (None, [])
+    best, best_seeds = best_fixed
     if policy == BEST_FIXED:
         spec = winner = best
         seeds = best_seeds
@@ -114,11 +118,10 @@ def aggregate(plan: Plan, results: dict[int, Result], failures: dict[int, str]) 
     for i, result in results.items():
         task = plan.tasks[i]
         by_variant[task.variant][task.policy][task.seed] = result
-    rows = [
-        _row(plan, variant, policy, by_variant[v])
-        for v, variant in enumerate(plan.variants)
-        for policy in plan.policies
-    ]
+    rows = []
+    for v, variant in enumerate(plan.variants):
+        best = _best_fixed(variant, by_variant[v]) if BEST_FIXED in plan.policies else (None, [])
+        rows += [_row(plan, variant, policy, by_variant[v], best) for policy in plan.policies]
     traces = {}
     first = by_variant[0]
     for row in rows[: len(plan.policies)]:
