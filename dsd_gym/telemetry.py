@@ -18,6 +18,7 @@ True
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -62,6 +63,13 @@ INDEX: dict[str, int] = {name: i for i, name in enumerate(NAMES)}
 LOW = np.array([f.low for f in FEATURES], dtype=np.float32)
 HIGH = np.array([f.high for f in FEATURES], dtype=np.float32)
 SCALE = np.array([f.scale for f in FEATURES], dtype=np.float32)
+
+
+def check_names(names: Iterable[str], what: str) -> None:
+    """A ``ValueError`` naming the first of ``names`` that is not a feature, and the features."""
+    unknown = [name for name in names if name not in INDEX]
+    if unknown:
+        raise ValueError(f"{what}: unknown feature {unknown[0]!r}; allowed: {', '.join(NAMES)}")
 
 
 class TelemetryTracker:

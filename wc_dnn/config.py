@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from dsd_gym.config.loader import explain
 from dsd_gym.config.schema import MODES, RandomRange
 from dsd_gym.errors import UserError
+from dsd_gym.telemetry import check_names
 
 __all__ = [
     "AWCSpec",
@@ -173,12 +174,19 @@ class CollectSpec(Model):
 
 class ModelSpec(Model):
     """:class:`wc_dnn.model.WindowNetConfig`: ``mode_head: null`` adds a mode head exactly when the
-    dataset offers more than one mode."""
+    dataset offers more than one mode; ``ignore``: telemetry features (:mod:`dsd_gym.telemetry`) the
+    network does not read."""
 
     hidden: PositiveInt = 32
     depth: NonNegInt = 1
     default_gamma: PositiveFloat = 4.0
     mode_head: bool | None = None
+    ignore: list[str] = []
+
+    @model_validator(mode="after")
+    def _known_features(self) -> ModelSpec:
+        check_names(self.ignore, "ignore")
+        return self
 
 
 class TrainSpec(Model):
@@ -189,7 +197,10 @@ class TrainSpec(Model):
     ``batch_size`` rows reshuffled every epoch; at most ``epochs`` epochs, stopping after ``patience``
     epochs without a validation loss below the best by more than ``min_delta``. ``val_fraction`` of
     each scenario's variants (at least one, for a scenario with two or more) are held out for
-    validation."""
+    validation. ``select``: what picks the best epoch (and what ``patience`` waits for): ``loss``,
+    the validation loss; ``held``, the model held on every variant of the dataset's fixed-decision
+    sweep (``collect.floor_seeds``), scored against the best fixed decision (:mod:`wc_dnn.floor`);
+    or one per evaluation mode, e.g. ``{ego: held}``."""
 
     seed: NonNegInt = 0
     epochs: PositiveInt = 30
@@ -204,6 +215,17 @@ class TrainSpec(Model):
     val_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.25
     threads: PositiveInt = 1
     floor: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None  # wc_dnn.floor
+    select: Literal["loss", "held"] | dict[Literal["fleet", "ego"], Literal["loss", "held"]] = "loss"
+
+    def selection(self, modes: list[str]) -> str:
+        """``select`` for a run over evaluation modes ``modes`` (a mode without an entry: ``loss``)."""
+        if isinstance(self.select, str):
+            return self.select
+        chosen = {self.select.get(mode, "loss") for mode in modes}  # type: ignore[call-overload]
+        if len(chosen) > 1:
+            raise UserError(f"train.select differs per mode {self.select}; train one mode at a time (--mode)")
+        return chosen.pop()
+
     model: ModelSpec = ModelSpec()
 
 

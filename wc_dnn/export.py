@@ -149,6 +149,7 @@ def controller_metadata(controller: WCDNNController, inputs: dict[str, Any] | No
             "depth": config.depth,
             "default_gamma": config.default_gamma,
             "mode_head": config.mode_head,
+            "ignored_features": list(config.ignore),
         },
         "normalization": {
             "rule": "z = (x - mean) / std",

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from dsd_gym.controllers.heuristics import DEFAULT_WINDOW
 from dsd_gym.sim.controller import Mode
-from dsd_gym.telemetry import FEATURES, SCALE
+from dsd_gym.telemetry import FEATURES, INDEX, SCALE, check_names
 
 __all__ = ["FeatureNorm", "ResidualBlock", "WindowNet", "WindowNetConfig"]
 
@@ -43,14 +43,19 @@ N_MODES = len(Mode)
 class WindowNetConfig:
     """The network's shape. ``hidden``: width of every hidden layer; ``depth``: residual blocks (≥ 0);
     ``default_gamma``: the window the network predicts a change from; ``mode_head``: also output mode
-    logits (else the logits are zeros and AWC keeps the first enabled mode)."""
+    logits (else the logits are zeros and AWC keeps the first enabled mode); ``ignore``: telemetry
+    features the network does not read (their first-layer weights are zero and stay zero,
+    :meth:`WindowNet.hold_ignored`)."""
 
     hidden: int = 32
     depth: int = 1
     default_gamma: float = float(DEFAULT_WINDOW)
     mode_head: bool = False
+    ignore: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "ignore", tuple(self.ignore))  # a list from a checkpoint's JSON
+        check_names(self.ignore, "ignore")
         if self.hidden < 1:
             raise ValueError(f"hidden must be >= 1; got {self.hidden}")
         if self.depth < 0:
@@ -115,6 +120,20 @@ class WindowNet(nn.Module):
         self.delta = nn.Linear(config.hidden, 1)
         self.n_modes = N_MODES
         self.modes = nn.Linear(config.hidden, N_MODES) if config.mode_head else nn.Identity()
+        self.ignored = sorted(INDEX[name] for name in config.ignore)
+        self.hold_ignored()
+
+    @torch.jit.unused
+    def hold_ignored(self) -> None:
+        """Zero the first layer's weights of the ignored features and, after a backward pass, their
+        gradients: Adam (with or without weight decay) then leaves them at exactly zero, so the
+        network's output does not depend on those features, in training and in the exported file."""
+        if not self.ignored:
+            return
+        with torch.no_grad():
+            self.stem.weight[:, self.ignored] = 0.0
+            if self.stem.weight.grad is not None:
+                self.stem.weight.grad[:, self.ignored] = 0.0
 
     def trunk(self, z: Tensor) -> Tensor:
         """The last hidden layer h_depth, [B, hidden]."""

@@ -38,11 +38,18 @@ scale, ``regret_fixed4`` is the regret of always deciding (4, distributed), and
 ``regret_tok_s_approx`` = regret / the mean recorded round time, an approximation of the
 throughput lost (exact only if the model's rounds took as long as the behaviour's).
 
+**Selection.** ``select: loss`` (the default): the best epoch has the lowest validation loss.
+``select: held``: after every epoch the model is exported (``select.pt`` in the run folder) and held
+on every variant of the dataset's fixed-decision sweep, and the best epoch has the highest floor score
+(:mod:`wc_dnn.floor`, rule 4): the closed loop, not the labels, decides. Its history adds ``held``
+(the score), ``held_min`` (the worst variant's ratio) and ``held_below`` (variants below
+``floor``, or 0.98 without one).
+
 **Checkpoints** (``wc_dnn.checkpoint``): ``last.pt`` after every epoch, ``best.pt`` whenever the
-validation loss improves by more than ``min_delta``; each holds the model, the normalisation, the
-optimiser, the epoch, both RNG states, early stopping's state, the history and the whole config.
-Training stops after ``patience`` epochs without improvement or at ``epochs``. ``resume`` continues
-``last.pt`` to exactly the state an uninterrupted run reaches.
+selection criterion (validation loss, or −score) improves by more than ``min_delta``; each holds the
+model, the normalisation, the optimiser, the epoch, both RNG states, early stopping's state, the
+history and the whole config. Training stops after ``patience`` epochs without improvement or at
+``epochs``. ``resume`` continues ``last.pt`` to exactly the state an uninterrupted run reaches.
 """
 
 from __future__ import annotations
@@ -61,18 +68,22 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dsd_gym.backend import Backend
 from dsd_gym.errors import UserError
 from dsd_gym.sim.controller import Decision, Mode
 from wc_dnn.awc import MODE_NAMES
 from wc_dnn.checkpoint import load_checkpoint, save_checkpoint
+from wc_dnn.collect import make_plan
 from wc_dnn.config import WCDNNConfig, config_hash, parse_config
 from wc_dnn.dataset import Dataset, decision_records, load_dataset, merge_datasets
-from wc_dnn.floor import read_floor, relabel
+from wc_dnn.export import controller_from_checkpoint, export_controller
+from wc_dnn.floor import HeldSelection, held_score, read_floor, relabel
 from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig
 
 __all__ = ["Split", "Targets", "evaluate", "split_by_variant", "targets", "train"]
 
-LAST, BEST, METRICS, TENSORBOARD = "last.pt", "best.pt", "metrics.json", "tensorboard"
+LAST, BEST, METRICS, TENSORBOARD, SELECT = "last.pt", "best.pt", "metrics.json", "tensorboard", "select.pt"
+FLOOR_DEFAULT = 0.98  # held_below counts variants below it when train.floor is not set
 
 
 @dataclass(frozen=True)
@@ -266,6 +277,7 @@ def _model_config(config: WCDNNConfig, t: Targets) -> dict[str, Any]:
         "depth": spec.depth,
         "default_gamma": spec.default_gamma,
         "mode_head": mode_head,
+        "ignore": list(spec.ignore),
     }
 
 
@@ -276,20 +288,55 @@ def _log(writer: Any, epoch: int, train_loss: float, val: dict[str, float]) -> N
         writer.add_scalar(f"loss/val_{key}", val[key], epoch)
     for key in ("gamma_mae", "decision_gamma_mae", "mode_accuracy", "decision_accuracy", "regret"):
         writer.add_scalar(f"val/{key}", val[key], epoch)
+    for key, tag in (("held", "score"), ("held_min", "min"), ("held_below", "below")):
+        if key in val:
+            writer.add_scalar(f"held/{tag}", val[key], epoch)
     writer.flush()
+
+
+def _held_selection(config: WCDNNConfig, floors: list[dict[str, Any]], jobs: int | None) -> HeldSelection:
+    """``select: held``'s scorer: the dataset's fixed sweep, each variant's scenario from the config."""
+    sweeps = [f for f in floors if f["learner"] is None]
+    if not sweeps:
+        raise UserError(
+            "train.select held: the data has no fixed-decision sweep (floor.json); collect it with "
+            "collect.floor_seeds >= 1, or use train.select loss"
+        )
+    if sweeps[0]["config_hash"] != config_hash(config.collect):
+        raise UserError(
+            "train.select held: the data's floor.json was collected with another collect config; "
+            "train with the config that collected it"
+        )
+    plan = make_plan(config)
+    scenarios = {f"{task.scenario}/v{task.variant}": plan.scenarios[task.id] for task in plan.tasks}
+    return HeldSelection(sweeps[0], scenarios, Backend("processes", jobs))
+
+
+def _held(
+    selector: HeldSelection, config: WCDNNConfig, dataset: Dataset, weights: dict[str, Any], path: Path
+) -> dict[str, float]:
+    """Export the model in ``weights`` to ``path`` and score it held (:mod:`wc_dnn.floor`, rule 4)."""
+    records = decision_records(dataset.candidates)
+    checkpoint = {"config": config.model_dump(mode="json"), "candidates": records, **weights}
+    export_controller(controller_from_checkpoint(checkpoint, f"run {path.parent}"), path)
+    ratios = list(selector.measure(path).values())
+    floor = config.train.floor if config.train.floor is not None else FLOOR_DEFAULT
+    below = float(sum(r < floor for r in ratios))
+    return {"held": held_score(ratios), "held_min": min(ratios), "held_below": below}
 
 
 def train(
     config: WCDNNConfig, data: str | Path | Sequence[str | Path], out: str | Path, resume: bool = False,
     stop_after: int | None = None, progress: bool = False,
-    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None, jobs: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Train (or, with ``resume``, continue) and return the summary written to ``metrics.json``.
 
     ``data``: a dataset folder, or several to train on their union (:func:`merge_datasets`).
     ``stop_after``: end after that many epochs of this call, as an interruption would (tests use it).
     ``on_epoch(epoch, validation)``: called after each epoch's checkpoint (a tuner's pruning hook; an
-    exception it raises ends the run there).
+    exception it raises ends the run there). ``jobs``: worker processes for ``select: held``'s
+    simulations (default: one per CPU).
     """
     out = Path(out)
     folders = [data] if isinstance(data, (str, Path)) else list(data)
@@ -324,6 +371,8 @@ def train(
                 f"--out {out}: holds a training run; pass --resume to continue it or give a new --out"
             )
         checkpoint = None
+    held = cfg.selection(config.collect.evaluation_modes) == "held"
+    selector = _held_selection(config, floors, jobs) if held else None
     t = targets(dataset.candidates)
     usable = np.isfinite(arrays["values"]).any(axis=1)
     relabelled = [v.group for v in verdicts if v.relabelled]
@@ -380,16 +429,22 @@ def train(
                 )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                net.hold_ignored()
                 optimizer.step()
                 total += loss.item() * len(batch)
             epoch += 1
             run_epochs += 1
             val = evaluate(net, norm, arrays, split.val, t, cfg)
+            criterion = val["loss"]
+            if selector is not None:
+                weights = {"model": net.state_dict(), "norm": norm.state_dict(), "model_config": model_config}
+                val.update(_held(selector, config, dataset, weights, out / SELECT))
+                criterion = -val["held"]
             history.append({"epoch": epoch, "train_loss": total / n, **val})
             _log(writer, epoch, total / n, val)
-            improved = val["loss"] < best_loss - cfg.min_delta
+            improved = criterion < best_loss - cfg.min_delta
             if improved:
-                best_loss, best_epoch, bad = val["loss"], epoch, 0
+                best_loss, best_epoch, bad = criterion, epoch, 0
             else:
                 bad += 1
             stopped = bad >= cfg.patience
@@ -412,7 +467,9 @@ def train(
                 print(
                     f"epoch {epoch:3d}  train {total / n:.4f}  val {val['loss']:.4f}  "
                     f"γ MAE {val['gamma_mae']:.3f}  mode acc {val['mode_accuracy']:.3f}  "
-                    f"regret {val['regret']:.4f}{mark}",
+                    f"regret {val['regret']:.4f}"
+                    + (f"  held {val['held']:.4f} (min {val['held_min']:.3f})" if selector else "")
+                    + mark,
                     file=sys.stderr,
                 )
         writer.close()

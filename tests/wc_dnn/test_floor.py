@@ -15,11 +15,12 @@ from dsd_gym.evaluation.execute import run_task
 from dsd_gym.evaluation.plan import Task
 from dsd_gym.sim.controller import Decision, Mode
 from wc_dnn.awc import AWCConfig
+from wc_dnn.checkpoint import load_checkpoint
 from wc_dnn.collect import collect, make_plan
 from wc_dnn.config import for_evaluation_mode
 from wc_dnn.dataset import load_dataset
-from wc_dnn.export import WCDNNController, export_controller
-from wc_dnn.floor import FLOOR, LEARNER, read_floor, relabel
+from wc_dnn.export import WCDNNController, export_checkpoint, export_controller
+from wc_dnn.floor import FLOOR, LEARNER, HeldSelection, held_score, read_floor, relabel
 from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig
 from wc_dnn.train import split_by_variant, train
 
@@ -163,3 +164,55 @@ def test_relabelled_variants_are_trained_on_not_held_out(tiny_dataset: Path) -> 
         g for g in dataset.groups if g.startswith(f"{scenario}/") and g != held
     ]
     assert split_by_variant(dataset, 0.25, 0, usable, dataset.groups).val_groups == plain.val_groups
+
+
+def test_held_score_is_the_capped_geometric_mean() -> None:
+    assert held_score([1.0, 1.0]) == 1.0
+    assert held_score([1.2, 0.9]) == pytest.approx(0.9**0.5)  # a gain does not pay for a shortfall
+    assert held_score([0.81, 1.0, 1.0, 1.0]) == pytest.approx(0.81**0.25)
+
+
+def test_select_held_scores_every_epoch_closed_loop(floor_run, tmp_path: Path) -> None:
+    config, root, *_ = floor_run
+    config = config.model_copy(
+        update={"train": config.train.model_copy(update={"select": "held", "epochs": 2, "patience": 5})}
+    )
+    summary = train(config, [root / "data", root / "dagger"], tmp_path / "run", jobs=1)
+    history = load_checkpoint(tmp_path / "run" / "last.pt")["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert summary["best_epoch"] == max(history, key=lambda h: h["held"])["epoch"]
+    # the best epoch's score is its controller held on every variant of the sweep, on the sweep's seeds
+    best = export_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "best-controller.pt")
+    sweep, plan = read_floor(root / "data"), make_plan(config)
+    ratios = []
+    for group, fixed in sweep["groups"].items():
+        task = next(t for t in plan.tasks if f"{t.scenario}/v{t.variant}" == group)
+        (seed,) = sweep["seeds"][group]
+        held = run_task(
+            plan.scenarios[task.id], Task(variant=0, policy=f"torchscript:{best}", seed=seed, mode="fleet")
+        )
+        ratios.append(held["throughput_tok_s"] / max(r["throughput_tok_s"][0] for r in fixed.values()))
+    record = next(h for h in history if h["epoch"] == summary["best_epoch"])
+    assert record["held"] == pytest.approx(held_score(ratios))
+    assert record["held_min"] == pytest.approx(min(ratios))
+    assert record["held_below"] == sum(r < 0.98 for r in ratios)
+
+
+def test_select_held_keeps_the_best_score_and_stops_on_patience(
+    floor_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, root, *_ = floor_run
+    config = config.model_copy(
+        update={"train": config.train.model_copy(update={"select": "held", "epochs": 9, "patience": 2})}
+    )
+    scores = iter([0.95, 0.99, 0.97, 0.96, 1.0])
+    monkeypatch.setattr(HeldSelection, "measure", lambda self, path: dict.fromkeys(self.groups, next(scores)))
+    summary = train(config, [root / "data", root / "dagger"], tmp_path / "run", jobs=1)
+    assert (summary["epochs"], summary["best_epoch"], summary["stopped_early"]) == (4, 2, True)
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["epoch"] == 2
+
+
+def test_select_held_needs_a_fixed_sweep(tiny_config, tiny_dataset, tmp_path: Path) -> None:
+    config = tiny_config(**{"train.select": "held"})
+    with pytest.raises(UserError, match="no fixed-decision sweep"):
+        train(config, tiny_dataset, tmp_path / "run")

@@ -59,6 +59,9 @@ def test_cli_import_needs_neither_torch_nor_wc_dnn() -> None:
             "no share for evaluation mode ego",
         ),
         ({"awc.smoothing": 2}, "awc.smoothing"),
+        ({"train.model.ignore": ["rtt"]}, "ignore: unknown feature 'rtt'; allowed: round_ms, "),
+        ({"train.select": "best"}, "train.select"),
+        ({"train.select": {"ego": "loss", "cloud": "held"}}, "train.select"),
         (
             {
                 "collect.scenarios": [

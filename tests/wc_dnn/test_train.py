@@ -12,6 +12,7 @@ import torch
 from dsd_gym.cli import main
 from dsd_gym.runtime import load_controller
 from dsd_gym.sim.controller import Decision, Mode
+from dsd_gym.telemetry import INDEX
 from wc_dnn.checkpoint import load_checkpoint
 from wc_dnn.dataset import load_dataset
 from wc_dnn.export import controller_from_checkpoint
@@ -137,3 +138,23 @@ def test_regret_tables_and_their_interpolation() -> None:
 def test_the_regret_term_trains(tiny_dataset: Path, tiny_config, tmp_path: Path) -> None:
     summary = train(tiny_config(**{"train.epochs": 2, "train.regret_weight": 1.0}), tiny_dataset, tmp_path)
     assert summary["best_val"]["regret_loss"] > 0
+
+
+def test_ignored_features_stay_unread(tiny_dataset: Path, tiny_config, tmp_path: Path) -> None:
+    ignore = ["last_gamma", "last_mode", "drafted"]
+    train(tiny_config(**{"train.epochs": 3, "train.model.ignore": ignore}), tiny_dataset, tmp_path)
+    checkpoint = load_checkpoint(tmp_path / LAST)
+    columns = [INDEX[name] for name in ignore]
+    stem = checkpoint["model"]["stem.weight"]
+    assert torch.count_nonzero(stem[:, columns]) == 0  # through three epochs of Adam
+    assert torch.count_nonzero(stem) == stem.numel() - stem.shape[0] * len(columns)  # the rest learn
+    controller = controller_from_checkpoint(checkpoint, "test")
+    features = torch.from_numpy(load_dataset(tiny_dataset).arrays["features"][:200])
+    changed = features.clone()
+    changed[:, columns] = torch.tensor([7.0, 2.0, 3.0])
+    assert torch.equal(controller.net(features)[0], controller.net(changed)[0])
+    assert torch.equal(controller.net(features)[1], controller.net(changed)[1])
+    # the same telemetry without the option: the network reads those columns
+    train(tiny_config(**{"train.epochs": 3}), tiny_dataset, tmp_path / "all")
+    reads = controller_from_checkpoint(load_checkpoint(tmp_path / "all" / LAST), "test")
+    assert not torch.equal(reads.net(features)[0], reads.net(changed)[0])
