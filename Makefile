@@ -27,7 +27,13 @@ DAGGER ?= 2
 MODES ?= fleet ego
 DEMO_CONFIG := configs/wc_dnn/$(WC_DNN).yaml
 DEMO_EVAL := --seeds 2 --set duration_s=40 --set warmup_s=5
-demo: $(STAMP)
+# A dataset collected under another collect config or other telemetry features is refused (one line);
+# after a change to either (an upgrade, an edit), the demo starts its runs afresh instead.
+DEMO_INPUTS := runs/wc_dnn/.$(WC_DNN).inputs
+$(DEMO_INPUTS): $(DEMO_CONFIG) dsd_gym/telemetry.py
+	rm -rf $(foreach mode,$(MODES),runs/wc_dnn/$(WC_DNN)-$(mode))
+	mkdir -p runs/wc_dnn && touch $@
+demo: $(STAMP) $(DEMO_INPUTS)
 	for mode in $(MODES); do \
 		run=runs/wc_dnn/$(WC_DNN)-$$mode; wc="--config $(DEMO_CONFIG) --mode $$mode"; \
 		$(BIN)/dsd-gym collect $$wc --out $$run/data || exit 1; \
