@@ -42,8 +42,8 @@ throughput lost (exact only if the model's rounds took as long as the behaviour'
 ``select: held``: after every epoch the model is exported (``select.pt`` in the run folder) and held
 on every variant of the dataset's fixed-decision sweep, and the best epoch has the highest floor score
 (:mod:`wc_dnn.floor`, rule 4): the closed loop, not the labels, decides. Its history adds ``held``
-(the score), ``held_min`` (the worst variant's ratio) and ``held_below`` (variants below
-``floor``, or 0.98 without one).
+(the score), ``held_min`` and ``held_worst`` (the worst variant's ratio and name) and
+``held_below`` (variants below ``floor``, or 0.98 without one).
 
 **Checkpoints** (``wc_dnn.checkpoint``): ``last.pt`` after every epoch, ``best.pt`` whenever the
 selection criterion (validation loss, or −score) improves by more than ``min_delta``; each holds the
@@ -314,15 +314,17 @@ def _held_selection(config: WCDNNConfig, floors: list[dict[str, Any]], jobs: int
 
 def _held(
     selector: HeldSelection, config: WCDNNConfig, dataset: Dataset, weights: dict[str, Any], path: Path
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Export the model in ``weights`` to ``path`` and score it held (:mod:`wc_dnn.floor`, rule 4)."""
     records = decision_records(dataset.candidates)
     checkpoint = {"config": config.model_dump(mode="json"), "candidates": records, **weights}
     export_controller(controller_from_checkpoint(checkpoint, f"run {path.parent}"), path)
-    ratios = list(selector.measure(path).values())
+    measured = selector.measure(path)
+    ratios = list(measured.values())
     floor = config.train.floor if config.train.floor is not None else FLOOR_DEFAULT
     below = float(sum(r < floor for r in ratios))
-    return {"held": held_score(ratios), "held_min": min(ratios), "held_below": below}
+    worst = min(measured, key=lambda group: measured[group])
+    return {"held": held_score(ratios), "held_min": min(ratios), "held_below": below, "held_worst": worst}
 
 
 def train(
@@ -464,12 +466,12 @@ def train(
                 on_epoch(epoch, val)
             if progress:
                 mark = "  *" if improved else ""
+                if selector is not None:
+                    mark = f"  held {val['held']:.4f} (min {val['held_min']:.3f} {val['held_worst']}){mark}"
                 print(
                     f"epoch {epoch:3d}  train {total / n:.4f}  val {val['loss']:.4f}  "
                     f"γ MAE {val['gamma_mae']:.3f}  mode acc {val['mode_accuracy']:.3f}  "
-                    f"regret {val['regret']:.4f}"
-                    + (f"  held {val['held']:.4f} (min {val['held_min']:.3f})" if selector else "")
-                    + mark,
+                    f"regret {val['regret']:.4f}{mark}",
                     file=sys.stderr,
                 )
         writer.close()

@@ -195,6 +195,7 @@ def test_select_held_scores_every_epoch_closed_loop(floor_run, tmp_path: Path) -
     record = next(h for h in history if h["epoch"] == summary["best_epoch"])
     assert record["held"] == pytest.approx(held_score(ratios))
     assert record["held_min"] == pytest.approx(min(ratios))
+    assert record["held_worst"] == list(sweep["groups"])[int(np.argmin(ratios))]
     assert record["held_below"] == sum(r < 0.98 for r in ratios)
 
 
