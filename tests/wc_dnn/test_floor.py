@@ -217,3 +217,11 @@ def test_select_held_needs_a_fixed_sweep(tiny_config, tiny_dataset, tmp_path: Pa
     config = tiny_config(**{"train.select": "held"})
     with pytest.raises(UserError, match="no fixed-decision sweep"):
         train(config, tiny_dataset, tmp_path / "run")
+
+
+def test_select_may_differ_per_evaluation_mode(tiny_config) -> None:
+    spec = tiny_config(**{"train.select": {"ego": "held"}}).train
+    assert (spec.selection(["ego"]), spec.selection(["fleet"])) == ("held", "loss")
+    with pytest.raises(UserError, match="train one mode at a time"):
+        spec.selection(["fleet", "ego"])
+    assert tiny_config(**{"train.select": "held"}).train.selection(["fleet", "ego"]) == "held"
