@@ -1,9 +1,10 @@
 """From per-seed results to one row per (scenario variant, requested policy).
 
 - ``throughput_tok_s``: mean over seeds and the half-width of its 95 % Student-t interval
-  (``dsd_gym.evaluation.stats``); ``tpot_ms_p50``/``p99``, ``ttft_ms_p50``, ``goodput_rps``,
-  ``acceptance_rate``, ``mean_gamma``: means over seeds of the per-seed figures (a seed without a
-  completed request has no TPOT and is left out of that mean).
+  (``dsd_gym.evaluation.stats``); ``throughput_tok_s_per_seed``: each seed's, in the order of
+  ``seeds`` (for variance and paired analyses of one's own); ``tpot_ms_p50``/``p99``,
+  ``ttft_ms_p50``, ``goodput_rps``, ``acceptance_rate``, ``mean_gamma``: means over seeds of the
+  per-seed figures (a seed without a completed request has no TPOT and is left out of that mean).
 - ``ratio_to_fixed4``, ``ratio_to_best_fixed``, ``ratio_to_oracle``: the ratio of mean throughputs,
   policy over reference, on the seeds both have (all of them unless a simulation failed). A ratio of
   means, not a mean of ratios: it is what the table's own columns give, and it is exactly 1 for the
@@ -102,6 +103,7 @@ def _row(
         "mode": plan.mode,
         "seeds": list(seeds),
         "throughput_tok_s": {"mean": mean, "ci95": ci95},
+        "throughput_tok_s_per_seed": [r["throughput_tok_s"] for r in runs],  # in the order of seeds
     }
     row.update({key: mean_or_none([r[key] for r in runs]) for key in MEANS})
     row["tpot_ms_p50_ci95"] = mean_ci([r["tpot_ms_p50"] for r in runs if r["tpot_ms_p50"] is not None])[1]

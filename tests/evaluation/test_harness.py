@@ -104,6 +104,8 @@ def test_fleet_row_is_the_mean_of_the_simulations_it_summarises() -> None:
     runs = [simulate(scenario, "fixed:3", seed) for seed in range(3)]
     row = evaluation.rows[0]
     assert row["throughput_tok_s"]["mean"] == pytest.approx(np.mean([r["throughput_tok_s"] for r in runs]))
+    assert row["seeds"] == [0, 1, 2]
+    assert row["throughput_tok_s_per_seed"] == [r["throughput_tok_s"] for r in runs]
     tpot = [r["tpot_ms"]["p99"] for r in runs if r["tpot_ms"]["p99"] is not None]  # seeds that completed one
     assert tpot and row["tpot_ms_p99"] == pytest.approx(np.mean(tpot))
     assert row["goodput_rps"] == pytest.approx(np.mean([r["goodput_rps"] for r in runs]))
