@@ -62,10 +62,18 @@ def test_a_fleet_run_trains_with_round_credit(tmp_path: Path) -> None:
     assert json.loads((out / "run.json").read_text())["config"]["credit"] == "round"
 
 
+def test_round_self_trains_with_round_credit(tmp_path: Path) -> None:
+    config = _config(tmp_path, env_kwargs={"horizon_s": 5, "reward": "round_self"})
+    summary = train(
+        "ppo", env_id="dsd_gym/DSD-busy-cloud-v0", config=config, out=tmp_path / "run", progress=False
+    )
+    assert summary["timesteps"] >= 1024
+
+
 @pytest.mark.parametrize(
     "algo, changes, expected",
     [
-        ("ppo", {"env_kwargs": {"reward": "rate"}}, "credit: 'round' needs env_kwargs.reward round_rate"),
+        ("ppo", {"env_kwargs": {"reward": "rate"}}, "credit: 'round' needs env_kwargs.reward round_rate or"),
         ("dqn", {"n_steps": None, "n_epochs": None}, "credit: 'round' does not apply to dqn"),
         ("ppo", {"credit": "session"}, "credit"),
     ],
