@@ -96,14 +96,14 @@ def test_the_shipped_ppo_config_gives_round_credit_where_it_was_measured() -> No
     from agents.algos import algo
     from agents.config import load_hyperparams
 
-    for env_id, history in (
-        ("dsd_gym/DSD-busy-cloud-v0", 0),  # its own env_kwargs override the default's history
-        ("dsd_gym/DSDFleet-busy-cloud-v0", 2),
-        ("dsd_gym/DSDFleet-regime-shift-v0", 2),
+    for env_id, history, reward, gamma in (
+        ("dsd_gym/DSD-busy-cloud-v0", 0, "round_self", 0.0),  # its env_kwargs override the default's history
+        ("dsd_gym/DSDFleet-busy-cloud-v0", 2, "round_rate", 0.5),
+        ("dsd_gym/DSDFleet-regime-shift-v0", 2, "round_rate", 0.5),
     ):
         params = load_hyperparams(algo("ppo"), env_id)
-        assert params.credit == "round" and params.env_kwargs["reward"] == "round_rate", env_id
-        assert params.algo_kwargs["gamma"] == 0.5 and params.algo_kwargs["learning_rate"] == 1.0e-3, env_id
+        assert params.credit == "round" and params.env_kwargs["reward"] == reward, env_id
+        assert params.algo_kwargs["gamma"] == gamma and params.algo_kwargs["learning_rate"] == 1.0e-3, env_id
         assert params.env_kwargs["history"] == history, "env_kwargs merge with the default's"
     assert load_hyperparams(algo("ppo"), "dsd_gym/DSD-busy-cloud-v0").env_kwargs["horizon_s"] == 120
     assert load_hyperparams(algo("ppo"), "dsd_gym/DSDFleet-cellular-v0").credit == "step"
