@@ -12,7 +12,8 @@ are merged one level down)::
       eval: {freq: 20000, variants: 4, seed: 1000}  # held-out scenario variants, every freq steps
       checkpoint_freq: 50000       # env steps between checkpoints (resume takes the newest)
       credit: step                 # step: SB3's GAE along the env's steps; round: along each session's
-                                   # own rounds (agents.credit; on-policy, non-recurrent, reward round_rate)
+                                   # own rounds (agents.credit; on-policy, non-recurrent, reward
+                                   # round_rate or round_self)
       policy: MlpPolicy
       policy_kwargs: {net_arch: [64, 64], activation_fn: tanh}
       learning_rate: lin_3.0e-4    # a float, or lin_<x>: linear decay from x to 0 over training
@@ -37,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agents.algos import Algo
 from dsd_gym.config import configs_dir
 from dsd_gym.config.loader import explain
+from dsd_gym.envs.rewards import CREDITED
 from dsd_gym.errors import UserError
 
 __all__ = ["EvalSpec", "HyperParams", "NormalizeSpec", "default_config_path", "load_hyperparams"]
@@ -152,9 +154,10 @@ def load_hyperparams(algo: Algo, env_id: str, path: str | Path | None = None) ->
                 f"{where} [{section}]: credit: 'round' does not apply to {algo.name}; allowed: step (round "
                 "needs a non-recurrent on-policy algorithm: ppo, a2c)"
             )
-        if reward != "round_rate":
+        if reward not in CREDITED:
             raise UserError(
-                f"{where} [{section}]: credit: 'round' needs env_kwargs.reward round_rate, not {reward!r}"
+                f"{where} [{section}]: credit: 'round' needs env_kwargs.reward round_rate or round_self, "
+                f"not {reward!r}"
             )
     for key, value in algo_kwargs.items():  # schedules must parse now, not an hour into training
         schedule(value, f"{where} [{section}]: {key}")

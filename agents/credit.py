@@ -8,7 +8,8 @@ near uniform (entropy 2.4–2.7 of ln 17 = 2.83) and below every fixed window.
 
 :class:`RoundCredit` recomputes the rollout's advantages and returns the way independent learners
 that share one policy would: along each session's own decisions, each rewarded with the
-``round_rate`` term of the round it started (the env's ``credit``, :mod:`dsd_gym.envs.rewards`):
+``round_rate`` (or ``round_self``) term of the round it started (the env's ``credit``,
+:mod:`dsd_gym.envs.rewards`):
 
     δ_p = r_p / σ + γ·V(s_q) − V(s_p),    A_p = δ_p + γλ·A_q
 
@@ -18,7 +19,9 @@ a unit, as ``VecNormalize`` would). ``γ`` and ``λ`` are the algorithm's, per r
 decision whose session does not decide again within the rollout (its last in the rollout or the
 episode) has no ``V(s_q)`` to bootstrap from: its advantage is 0 and its return its value, so it
 moves neither the policy nor the value function. In the ego env every step is one round of the one
-session, and this is SB3's own GAE on the ``round_rate`` rewards, less those last decisions.
+session, and this is SB3's own GAE on the ``round_rate`` rewards, less those last decisions. With
+``γ = 0`` a decision's advantage is its round's term less the value of its state (a per-state
+baseline): what ``round_self``, whose term prices the round's cost to the later rounds, wants.
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ class RoundCredit(BaseCallback):
     """Overwrites the rollout buffer's advantages and returns with :func:`session_advantages`.
 
     It runs at ``on_rollout_end``, after SB3 computed its own GAE and before the update reads them;
-    it reads each env's ``credit`` after every step (the env's reward must be ``round_rate``)."""
+    it reads each env's ``credit`` after every step (the env's reward must be ``round_rate`` or
+    ``round_self``)."""
 
     def __init__(self, gamma: float, gae_lambda: float) -> None:
         super().__init__()

@@ -23,10 +23,10 @@ from pydantic import ValidationError
 from dsd_gym.config.loader import RawScenario, explain, read_scenario
 from dsd_gym.config.schema import MODES, RandomRange, Scenario
 from dsd_gym.controllers import parse_policy
-from dsd_gym.envs.externality import batch_externality
+from dsd_gym.envs.externality import batch_externality, batch_self_delay
 from dsd_gym.envs.randomization import ScenarioSampler
 from dsd_gym.envs.registration import DEFAULT_SCENARIO
-from dsd_gym.envs.rewards import StepOutcome, reward_function, round_terms
+from dsd_gym.envs.rewards import CREDITED, StepOutcome, reward_function, round_terms
 from dsd_gym.errors import UserError
 from dsd_gym.sim import Decision, Mode, RoundRecord, Session, Simulation
 from dsd_gym.sim.schedule import Call, Halt, call_now, step_until
@@ -55,12 +55,16 @@ class _External:
 
 
 class _RoundCredit:
-    """``round_rate``'s bookkeeping over an episode: who decided each round, its X, ρ̄ (``rewards``)."""
+    """``round_rate``'s bookkeeping over an episode: who decided each round, its X, ρ̄ (``rewards``);
+    under ``round_self`` (``self_weight`` > 0) also each round's self-delay S = w·Δ."""
 
-    def __init__(self) -> None:
+    def __init__(self, self_weight: float = 0.0) -> None:
         self.deciders: list[int] = []  # the step that decided each round of the current step
         self.extra: list[float] = []  # ... and what its job cost its teammates (X)
         self.extra_s: dict[int, float] = {}  # session id -> X of its current round so far
+        self.self_weight = self_weight  # w of round_self; 0: no self-delay is booked
+        self.own: list[float] = []  # S of each round of the current step (round_self)
+        self.own_s: dict[int, float] = {}  # session id -> Δ of its current round so far
         self.decided_at: dict[int, int] = {}  # session id -> the step that decided its current round
         self.flying: set[int] = set()  # driven sessions with a round in flight
         self.busy_tokens = 0  # committed by the driven sessions' completed rounds ...
@@ -74,10 +78,15 @@ class _RoundCredit:
         self.deciders.append(self.decided_at.get(record.session, -1))
         self.extra.append(self.extra_s.pop(record.session, 0.0))
         self.flying.discard(record.session)
+        if self.self_weight:
+            self.own.append(self.self_weight * self.own_s.pop(record.session, 0.0))
 
     def on_batch(self, team: set[Session], weight: float, *batch: Any) -> None:
         for session, extra_s in batch_externality(*batch, team, len(self.flying), weight):
             self.extra_s[session.sid] = self.extra_s.get(session.sid, 0.0) + extra_s
+        if self.self_weight:
+            for session, delta_s in batch_self_delay(*batch, team):
+                self.own_s[session.sid] = self.own_s.get(session.sid, 0.0) + delta_s
 
     def busy_rate_tok_s(self) -> float:
         return self.busy_tokens / self.busy_s if self.busy_s > 0 else 0.0
@@ -275,9 +284,13 @@ class _DSDBase(gym.Env):
         history = self.history + 1 if self.history else 0
         self._driven: list[Session] = []
         self._step_rounds: list[RoundRecord] = []
-        # Only under round_rate. The episode's state stays in few attributes: past 29, CPython 3.11
-        # stops sharing an instance's dict keys, and every self.x read in step gets several times slower.
-        self._credit_book = _RoundCredit() if self._kwargs["reward"] == "round_rate" else None
+        # Only under round_rate and round_self. The episode's state stays in few attributes: past 29,
+        # CPython 3.11 stops sharing an instance's dict keys, and every self.x read in step gets
+        # several times slower.
+        reward = self._kwargs["reward"]
+        self._credit_book = (
+            _RoundCredit(self._reward_params.get("self_weight", 0.0)) if reward in CREDITED else None
+        )
         self._pending: deque[tuple[Session, Call]] = deque()  # decision points waiting for an action
 
         def controllers(group: Any) -> Any:
@@ -302,7 +315,8 @@ class _DSDBase(gym.Env):
             team, weight = set(self._driven), self._reward_params["flight_weight"]
             for target in sim.targets:
                 target.on_batch = lambda *batch: book.on_batch(team, weight, *batch)
-        # Only their rounds make a step's outcome; round_rate also books who decided each and its X.
+        # Only their rounds make a step's outcome; round_rate also books who decided each and its X
+        # (round_self also its Δ).
         hook = self._on_round if book is None else self._on_credited_round
         for session in self._driven:
             session.round_hook = hook
@@ -374,6 +388,7 @@ class _DSDBase(gym.Env):
         if book is not None:
             book.deciders = []
             book.extra = []
+            book.own = []
         obs, truncated = self._advance()
         now_s = env.now
         # Against the tokens already rewarded, not those at the step's start: the first step then also
@@ -385,6 +400,7 @@ class _DSDBase(gym.Env):
         if book is not None:
             outcome.busy_rate_tok_s = book.busy_rate_tok_s()
             outcome.extra_s = book.extra
+            outcome.self_s = book.own
         self._tokens = after
         reward = self._reward(outcome, self._reward_params)
         if book is not None:
@@ -477,14 +493,17 @@ past rounds (zeros before the first). Features:
 See ``dsd_gym.envs.rewards``: ``throughput`` (default; tokens committed in the step, so the return
 is throughput × horizon), ``time_penalty`` (tokens − ρ·Δt), ``rate`` (tokens − ρ̂·Δt, ρ̂ the
 episode's own rate so far), ``round_rate`` (Σ over the step's rounds of tokens − ρ̄·round time, ρ̄
-the tokens per second of round time so far), ``slo_goodput`` (tokens of rounds within the TPOT SLO),
+the tokens per second of round time so far), ``round_self`` (``round_rate`` with each round also
+charged, at ρ̄, ``self_weight`` × the time its job added to its target iteration: what it costs the
+session's own later rounds on a busy target), ``slo_goodput`` (tokens of rounds within the TPOT SLO),
 ``cloud_cost`` (tokens − β·positions the cloud computes).
 
-Under ``round_rate``, ``env.unwrapped.credit`` after a step is ``(k, session, ((j, term), ...))``: the
-step's index ``k`` in the episode, the session whose decision it applied, and each round completed
-during the step with the index ``j`` of the step that decided it and its reward term — what a learner
-needs to credit each round to its own decision (``agents.credit``). ``reset`` leaves it as it is: a
-vectorised env resets as soon as an episode ends, before a learner reads its last step's credit.
+Under ``round_rate`` and ``round_self``, ``env.unwrapped.credit`` after a step is
+``(k, session, ((j, term), ...))``: the step's index ``k`` in the episode, the session whose decision
+it applied, and each round completed during the step with the index ``j`` of the step that decided it
+and its reward term — what a learner needs to credit each round to its own decision
+(``agents.credit``). ``reset`` leaves it as it is: a vectorised env resets as soon as an episode
+ends, before a learner reads its last step's credit.
 
 ## Starting State
 
@@ -504,7 +523,7 @@ simulation seed.
 |---|---|---|
 | ``scenario`` | ``"metro-5g"`` | a shipped name, a YAML path, or a ``Scenario`` object |
 | ``reward`` | ``"throughput"`` | a name of ``dsd_gym.envs.rewards.REWARDS`` (see Rewards) |
-| ``reward_kwargs`` | ``None`` | ``rate_tok_s`` (time_penalty), ``beta`` (cloud_cost) |
+| ``reward_kwargs`` | ``None`` | ``rate_tok_s``, ``beta``, ``flight_weight``, ``self_weight`` (see Rewards) |
 | ``window_choices`` | scenario's | the windows an action may pick |
 | ``modes`` | scenario's | subset of ``distributed``, ``fused``, ``autoregressive`` |
 | ``history`` | ``0`` | past rounds stacked in the observation |

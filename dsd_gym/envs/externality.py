@@ -25,7 +25,7 @@ from typing import Any
 
 from dsd_gym.sim.cloud import JobKind, draft_passes, fused_drafts
 
-__all__ = ["batch_externality"]
+__all__ = ["batch_externality", "batch_self_delay"]
 
 _ROUNDS = (JobKind.VERIFY, JobKind.FUSED, JobKind.DECODE)
 
@@ -57,17 +57,54 @@ def batch_externality(
         if others == 0:
             out.append((job.owner, 0.0))
             continue
-        without_s = (
-            target.cost.iteration_s(
-                size - 1, n_tokens - take, context_sum - job.context,
-                attention - take * (job.context + (take + 1) / 2),
-            )
-            if size > 1
-            else 0.0
-        )  # fmt: skip
+        without_s = _without_s(target, size, n_tokens, context_sum, attention, job, take)
         extra = others * (full_s - without_s)
         if job.kind == JobKind.FUSED:
             own = passes[: job.gamma]
             extra += (others + 1) * sum(s / live for s, live in own) - sum(s for s, _ in own)
         out.append((job.owner, max(0.0, extra)))
+    return out
+
+
+def _without_s(
+    target: Any, size: int, n_tokens: int, context_sum: float, attention: float, job: Any, take: int
+) -> float:
+    """The iteration's forward pass without ``job`` (its ``take`` tokens and its sequence)."""
+    if size <= 1:
+        return 0.0
+    return target.cost.iteration_s(
+        size - 1, n_tokens - take, context_sum - job.context,
+        attention - take * (job.context + (take + 1) / 2),
+    )  # fmt: skip
+
+
+def batch_self_delay(
+    target: Any,
+    batch: list[tuple[Any, int]],
+    size: int,
+    n_tokens: int,
+    context_sum: float,
+    attention: float,
+    team: Container[Any],
+) -> list[tuple[Any, float]]:
+    """(session, Δ) of every round job of a ``team`` session in the iteration ``Target._form`` built:
+    Δ is the time the job adds to the iteration, its tokens' share of the forward pass plus what the
+    fused-draft passes take with it and not without it (the ``round_self`` reward, ``rewards``).
+
+    On a saturated target an iteration batches what arrived during the previous one, so a longer
+    iteration makes the next ones longer too; Δ is where that cascade starts."""
+    mine = [(job, take) for job, take in batch if job.owner in team and job.kind in _ROUNDS]
+    if not mine:
+        return []
+    full_s = target.cost.iteration_s(size, n_tokens, context_sum, attention)
+    drafts = fused_drafts(batch)
+    passes_s = sum(s for s, _ in draft_passes(target.draft_cost, drafts)) if drafts else 0.0
+    out = []
+    for job, take in mine:
+        delta = full_s - _without_s(target, size, n_tokens, context_sum, attention, job, take)
+        if job.kind == JobKind.FUSED:
+            rest = list(drafts)
+            rest.remove((job.gamma, job.context))
+            delta += passes_s - sum(s for s, _ in draft_passes(target.draft_cost, rest))
+        out.append((job.owner, max(0.0, delta)))
     return out

@@ -26,6 +26,23 @@ committed ``n_r`` and duration ``T_r``:
   (``agents.credit`` recomputes the advantages along each session's own rounds); and a session's
   own round, alone, rewards windows and fused passes that slow everyone else (``X``). Time between
   rounds (think time, the next request's prefill) is charged to no round.
+- ``round_self``: ``Σ_r (n_r − ρ̄·(T_r + X_r + w·Δ_r))``, ``round_rate`` with each round also charged
+  its self-delay: what its job costs the driven session's *own* later rounds. On a saturated target
+  (``busy-cloud``) an iteration batches the jobs that arrived while the previous one ran, so an
+  iteration made longer by ``Δ`` makes the next ones longer too, and the session's later rounds wait
+  for them (a fused session's rounds follow the target's iterations back to back). ``Δ_r`` is the
+  time the round's job added to its iteration (:func:`dsd_gym.envs.externality.batch_self_delay`:
+  its tokens' share of the forward pass, and the fused-draft passes that ran for it and would not
+  have without it): a wider fused window adds a draft pass per token, which the round's own time
+  counts once and its later rounds pay again. ``w = self_weight`` (default 1.3) is what the later
+  rounds pay per second of ``Δ``, measured on ``busy-cloud`` ego: over one-round deviations from
+  fused:4 (to fused:3/5/6/8, distributed 4/6; 300 episodes of 120 s) the change in the next 8
+  rounds' ``round_rate`` terms regressed on ``ρ̄`` × the change in ``Δ``. (A geometric cascade,
+  each iteration longer by ``κ`` × the previous one's extra, gives ``κ/(1 − κ)``: 2.2 with
+  ``κ = 0.69``, the slope of an iteration's length on the previous one's there; it overstates.)
+  ``ρ̄`` is ``round_rate``'s (``S = w·Δ`` is not in it: the later rounds' times already hold it);
+  ``flight_weight`` as in ``round_rate``. Since the term already prices the later rounds, it is
+  meant for credit with no horizon (γ = 0 per round, ``agents.credit``).
 - ``slo_goodput``: ``Σ_r n_r · 1[T_r / n_r ≤ slo.tpot_ms]``: only tokens delivered within the TPOT SLO.
 - ``cloud_cost``: ``n − β·Σ_r v_r`` with ``β = beta`` (default 0.25) and ``v_r`` the positions the
   cloud computes for the round: ``γ_r + 1`` verified (plus ``γ_r`` draft passes in fused mode, 1 in
@@ -52,6 +69,7 @@ class StepOutcome:
     rate_tok_s: float = 0.0  # the agent's tokens per simulated second in the episode before the step
     busy_rate_tok_s: float = 0.0  # round_rate's ρ̄: Σ n / Σ (T + X) over the rounds before the step
     extra_s: Sequence[float] = ()  # X of each of ``rounds`` (round_rate; empty: none)
+    self_s: Sequence[float] = ()  # S = w·Δ of each of ``rounds`` (round_self; empty: none)
 
 
 def _throughput(o: StepOutcome, p: dict[str, Any]) -> float:
@@ -67,8 +85,14 @@ def _rate(o: StepOutcome, p: dict[str, Any]) -> float:
 
 
 def round_terms(o: StepOutcome) -> list[float]:
-    """``round_rate``'s term ``n_r − ρ̄·(T_r + X_r)`` of each round of the step, in ``o.rounds`` order."""
+    """``round_rate``'s term ``n_r − ρ̄·(T_r + X_r)`` of each round of the step, in ``o.rounds`` order;
+    with ``o.self_s`` (``round_self``) ``n_r − ρ̄·(T_r + X_r + S_r)``."""
     rate, extra = o.busy_rate_tok_s, o.extra_s or [0.0] * len(o.rounds)
+    if o.self_s:
+        return [
+            r.committed - rate * (r.end_s - r.start_s + x + s)
+            for r, x, s in zip(o.rounds, extra, o.self_s, strict=True)
+        ]
     return [r.committed - rate * (r.end_s - r.start_s + x) for r, x in zip(o.rounds, extra, strict=True)]
 
 
@@ -96,14 +120,19 @@ REWARDS: dict[str, Callable[[StepOutcome, dict[str, Any]], float]] = {
     "time_penalty": _time_penalty,
     "rate": _rate,
     "round_rate": _round_rate,
+    "round_self": _round_rate,  # the same sum: the env books S (round_terms)
     "slo_goodput": _slo_goodput,
     "cloud_cost": _cloud_cost,
 }
 DEFAULTS: dict[str, dict[str, float]] = {
     "time_penalty": {"rate_tok_s": 30.0},
     "round_rate": {"flight_weight": 1.0},
+    "round_self": {"flight_weight": 1.0, "self_weight": 1.3},
     "cloud_cost": {"beta": 0.25},
 }
+
+
+CREDITED = frozenset(("round_rate", "round_self"))  # the rewards with per-round terms and the env's credit
 
 
 def reward_function(

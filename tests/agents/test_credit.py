@@ -62,10 +62,18 @@ def test_a_fleet_run_trains_with_round_credit(tmp_path: Path) -> None:
     assert json.loads((out / "run.json").read_text())["config"]["credit"] == "round"
 
 
+def test_round_self_trains_with_round_credit(tmp_path: Path) -> None:
+    config = _config(tmp_path, env_kwargs={"horizon_s": 5, "reward": "round_self"})
+    summary = train(
+        "ppo", env_id="dsd_gym/DSD-busy-cloud-v0", config=config, out=tmp_path / "run", progress=False
+    )
+    assert summary["timesteps"] >= 1024
+
+
 @pytest.mark.parametrize(
     "algo, changes, expected",
     [
-        ("ppo", {"env_kwargs": {"reward": "rate"}}, "credit: 'round' needs env_kwargs.reward round_rate"),
+        ("ppo", {"env_kwargs": {"reward": "rate"}}, "credit: 'round' needs env_kwargs.reward round_rate or"),
         ("dqn", {"n_steps": None, "n_epochs": None}, "credit: 'round' does not apply to dqn"),
         ("ppo", {"credit": "session"}, "credit"),
     ],
@@ -88,14 +96,14 @@ def test_the_shipped_ppo_config_gives_round_credit_where_it_was_measured() -> No
     from agents.algos import algo
     from agents.config import load_hyperparams
 
-    for env_id, history in (
-        ("dsd_gym/DSD-busy-cloud-v0", 0),  # its own env_kwargs override the default's history
-        ("dsd_gym/DSDFleet-busy-cloud-v0", 2),
-        ("dsd_gym/DSDFleet-regime-shift-v0", 2),
+    for env_id, history, reward, gamma in (
+        ("dsd_gym/DSD-busy-cloud-v0", 0, "round_self", 0.0),  # its env_kwargs override the default's history
+        ("dsd_gym/DSDFleet-busy-cloud-v0", 2, "round_rate", 0.5),
+        ("dsd_gym/DSDFleet-regime-shift-v0", 2, "round_rate", 0.5),
     ):
         params = load_hyperparams(algo("ppo"), env_id)
-        assert params.credit == "round" and params.env_kwargs["reward"] == "round_rate", env_id
-        assert params.algo_kwargs["gamma"] == 0.5 and params.algo_kwargs["learning_rate"] == 1.0e-3, env_id
+        assert params.credit == "round" and params.env_kwargs["reward"] == reward, env_id
+        assert params.algo_kwargs["gamma"] == gamma and params.algo_kwargs["learning_rate"] == 1.0e-3, env_id
         assert params.env_kwargs["history"] == history, "env_kwargs merge with the default's"
     assert load_hyperparams(algo("ppo"), "dsd_gym/DSD-busy-cloud-v0").env_kwargs["horizon_s"] == 120
     assert load_hyperparams(algo("ppo"), "dsd_gym/DSDFleet-cellular-v0").credit == "step"

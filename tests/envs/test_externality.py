@@ -1,4 +1,5 @@
-"""The realised externality ``X`` of ``round_rate`` (``dsd_gym/envs/externality.py``)."""
+"""The realised externality ``X`` of ``round_rate`` and the self-delay ``Δ`` of ``round_self``
+(``dsd_gym/envs/externality.py``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import dsd_gym  # noqa: F401  (registers the ids)
-from dsd_gym.envs.externality import batch_externality
+from dsd_gym.envs.externality import batch_externality, batch_self_delay
 from dsd_gym.sim.cloud import Job, JobKind
 
 
@@ -95,3 +96,27 @@ def test_teammates_in_flight_count_with_their_weight() -> None:
     team = {"a", "b"}
     x = dict(batch_externality(target, batch, 2, 6, 200, attention, team, in_flight=5, flight_weight=0.5))
     assert x["a"] == pytest.approx((1 + 1.5) * (1e-4 + 4e-5))
+
+
+def _delta(batch: list[tuple[Job, int]], team: set[str]) -> dict[str, float]:
+    target = SimpleNamespace(cost=_Linear(), draft_cost=_Linear(), queue=[])
+    size, n_tokens = len(batch), sum(take for _, take in batch)
+    context = sum(job.context for job, _ in batch)
+    attention = sum(take * (job.context + (take + 1) / 2) for job, take in batch)
+    return dict(batch_self_delay(target, batch, size, n_tokens, context, attention, team))
+
+
+def test_self_delay_is_what_the_job_adds_to_its_iteration() -> None:
+    """Δ: the job's sequence and tokens in the forward pass, plus the draft passes it alone makes run."""
+    batch = [_job(JobKind.FUSED, 2, "a"), _job(JobKind.FUSED, 1, "b"), _job(JobKind.VERIFY, 3, "c")]
+    delta = _delta(batch, {"a", "b", "c"})
+    pass_two, pass_one = 1e-3 + 2e-4 + 2e-5, 1e-3 + 1e-4 + 1e-5  # passes drafting for 2 jobs, for 1
+    # Without a, one pass drafts for b alone (pass_one) instead of pass_two then pass_one.
+    assert delta["a"] == pytest.approx(1e-4 + 3e-5 + pass_two)
+    # Without b, a's two passes draft for a alone (pass_one twice).
+    assert delta["b"] == pytest.approx(1e-4 + 2e-5 + pass_two - pass_one)
+    assert delta["c"] == pytest.approx(1e-4 + 4e-5)
+    # Alone in its iteration, a job adds the whole iteration: its forward pass and every draft pass.
+    alone = _delta([_job(JobKind.FUSED, 3, "a")], {"a"})
+    assert alone["a"] == pytest.approx(1e-3 + 1e-4 + 4e-5 + 3 * pass_one)
+    assert _delta(batch, {"c"}).keys() == {"c"}, "only the team's jobs are charged"

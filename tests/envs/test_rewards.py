@@ -157,3 +157,30 @@ def test_round_rate_charges_each_round_its_time_at_the_busy_rate_so_far() -> Non
     step, session, rounds = env.unwrapped.credit
     assert (step, session) == (len(steps) - 2, env.unwrapped._driven[0].sid)
     assert rounds == () or (len(rounds) == 1 and rounds[0] == (step, pytest.approx(steps[-1][0])))
+
+
+@pytest.mark.parametrize("weight", [1.3, 0.5])
+def test_round_self_charges_the_rounds_added_iteration_time_too(weight: float) -> None:
+    """On ``ideal`` the session's job is alone on the target: the time it adds to its iteration (Δ) is
+    the whole iteration, the round's verify time (fused: with the cloud draft's passes)."""
+    kwargs = None if weight == 1.3 else {"self_weight": weight}
+    env, steps = _episode("round_self", reward_kwargs=kwargs)
+    assert env.unwrapped._reward_params["self_weight"] == weight
+    tokens, busy_s = 0.0, 0.0
+    for reward, info in steps[1:]:
+        round_s, verify_s = info["round_ms"] / 1e3, info["verify_ms"] / 1e3
+        rate = tokens / busy_s if busy_s > 0 else 0.0  # round_rate's ρ̄: the self-delay is not in it
+        assert reward == pytest.approx(
+            info["committed"] - rate * (round_s + weight * verify_s), rel=1e-9, abs=1e-9
+        )
+        tokens += info["committed"]
+        busy_s += round_s
+    assert rate > 0
+
+
+def test_round_self_without_weight_is_round_rate() -> None:
+    (_, plain), (_, unweighted) = (
+        _episode("round_rate"),
+        _episode("round_self", reward_kwargs={"self_weight": 0}),
+    )
+    assert [r for r, _ in plain] == [r for r, _ in unweighted]
