@@ -43,7 +43,7 @@ def batch_externality(
 ) -> list[tuple[Any, float]]:
     """(session, X) of every round job of a ``team`` session in the iteration ``Target._form`` built;
     ``in_flight``: the team's sessions with a round in flight (the job's own included)."""
-    mine = [(job, take) for job, take in batch if job.owner in team and job.kind in _ROUNDS]
+    mine = _round_jobs(batch, team)
     if not mine:
         return []
     teammates = sum(1 for job, _ in batch if job.owner in team)
@@ -64,6 +64,11 @@ def batch_externality(
             extra += (others + 1) * sum(s / live for s, live in own) - sum(s for s, _ in own)
         out.append((job.owner, max(0.0, extra)))
     return out
+
+
+def _round_jobs(batch: list[tuple[Any, int]], team: Container[Any]) -> list[tuple[Any, int]]:
+    """The (job, tokens taken) of ``batch`` that are rounds of a ``team`` session."""
+    return [(job, take) for job, take in batch if job.owner in team and job.kind in _ROUNDS]
 
 
 def _without_s(
@@ -93,7 +98,7 @@ def batch_self_delay(
 
     On a saturated target an iteration batches what arrived during the previous one, so a longer
     iteration makes the next ones longer too; Δ is where that cascade starts."""
-    mine = [(job, take) for job, take in batch if job.owner in team and job.kind in _ROUNDS]
+    mine = _round_jobs(batch, team)
     if not mine:
         return []
     full_s = target.cost.iteration_s(size, n_tokens, context_sum, attention)

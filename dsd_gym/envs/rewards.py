@@ -87,13 +87,9 @@ def _rate(o: StepOutcome, p: dict[str, Any]) -> float:
 def round_terms(o: StepOutcome) -> list[float]:
     """``round_rate``'s term ``n_r − ρ̄·(T_r + X_r)`` of each round of the step, in ``o.rounds`` order;
     with ``o.self_s`` (``round_self``) ``n_r − ρ̄·(T_r + X_r + S_r)``."""
-    rate, extra = o.busy_rate_tok_s, o.extra_s or [0.0] * len(o.rounds)
-    if o.self_s:
-        return [
-            r.committed - rate * (r.end_s - r.start_s + x + s)
-            for r, x, s in zip(o.rounds, extra, o.self_s, strict=True)
-        ]
-    return [r.committed - rate * (r.end_s - r.start_s + x) for r, x in zip(o.rounds, extra, strict=True)]
+    rate, none = o.busy_rate_tok_s, [0.0] * len(o.rounds)
+    rounds = zip(o.rounds, o.extra_s or none, o.self_s or none, strict=True)
+    return [r.committed - rate * (r.end_s - r.start_s + x + s) for r, x, s in rounds]
 
 
 def _round_rate(o: StepOutcome, p: dict[str, Any]) -> float:

@@ -26,13 +26,17 @@ def _job(kind: JobKind, gamma: int, owner: str) -> tuple[Job, int]:
     return Job(kind, tokens, 100, gamma, owner), tokens
 
 
+def _shape(batch: list[tuple[Job, int]]) -> tuple[int, int, float, float]:
+    """The iteration's (size, tokens, context sum, attention) as ``Target._form`` passes them."""
+    context = sum(job.context for job, _ in batch)
+    attention = sum(take * (job.context + (take + 1) / 2) for job, take in batch)
+    return len(batch), sum(take for _, take in batch), context, attention
+
+
 def _x(batch: list[tuple[Job, int]], team: set[str], waiting: int = 0) -> dict[str, float]:
     queue = [(0.0, i, _job(JobKind.VERIFY, 2, "a")[0]) for i in range(waiting)]
     target = SimpleNamespace(cost=_Linear(), draft_cost=_Linear(), queue=queue)
-    size, n_tokens = len(batch), sum(take for _, take in batch)
-    context = sum(job.context for job, _ in batch)
-    attention = sum(take * (job.context + (take + 1) / 2) for job, take in batch)
-    return dict(batch_externality(target, batch, size, n_tokens, context, attention, team))
+    return dict(batch_externality(target, batch, *_shape(batch), team))
 
 
 def test_a_verify_job_costs_each_teammate_its_tokens_and_sequence() -> None:
@@ -100,10 +104,7 @@ def test_teammates_in_flight_count_with_their_weight() -> None:
 
 def _delta(batch: list[tuple[Job, int]], team: set[str]) -> dict[str, float]:
     target = SimpleNamespace(cost=_Linear(), draft_cost=_Linear(), queue=[])
-    size, n_tokens = len(batch), sum(take for _, take in batch)
-    context = sum(job.context for job, _ in batch)
-    attention = sum(take * (job.context + (take + 1) / 2) for job, take in batch)
-    return dict(batch_self_delay(target, batch, size, n_tokens, context, attention, team))
+    return dict(batch_self_delay(target, batch, *_shape(batch), team))
 
 
 def test_self_delay_is_what_the_job_adds_to_its_iteration() -> None:
