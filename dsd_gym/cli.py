@@ -6,6 +6,8 @@
     dsd-gym evaluate --scenario S [...] --policy P [...] [--seeds N] [--mode ego|fleet]
                      [--sweep KEY=V1,V2,...] [--json PATH] [--csv PATH] [--plots DIR] [--jobs N]
                      [--backend processes|ray [--address ADDR]]
+    dsd-gym pick CONTROLLER [CONTROLLER ...] --out controller.pt [--scenario S ...] [--mode ego|fleet]
+                 [--seeds N] [--seed-base B] [--set KEY=VALUE ...] [--json PATH] [--jobs N]
     dsd-gym collect --config CONFIG [--mode fleet|ego] [--out DIR] [--jobs N] [--learner CONTROLLER.pt]
                     [--backend processes|ray [--address ADDR]]
     dsd-gym train wc-dnn --config CONFIG [--mode fleet|ego] [--data DIR ...] [--out DIR] [--resume]
@@ -140,6 +142,32 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not simulate the oracle as a reference (× oracle is then '-')",
     )
+
+    pk = sub.add_parser(
+        "pick",
+        help="pick one controller of several on validation seeds, by its ratio to best-fixed",
+        description="Hold every candidate and every fixed decision on the scenarios, on seeds disjoint "
+        "from an evaluation's (from 1000 by default), and copy the candidate with the highest capped "
+        "geometric mean of its ratios to best-fixed (a gain on one scenario does not pay for a "
+        "shortfall on another) to --out.",
+    )
+    pk.add_argument("candidates", nargs="+", metavar="CONTROLLER", help="exported controller files (.pt)")
+    pk.add_argument("--out", required=True, help="where to copy the winning controller file")
+    pk.add_argument(
+        "--scenario", action="append",
+        help="a shipped name, a YAML path, or all (repeat; default: all)",
+    )  # fmt: skip
+    pk.add_argument(
+        "--mode", choices=["ego", "fleet"], default="fleet", help="as evaluate's (default: fleet)"
+    )
+    pk.add_argument("--seeds", type=_positive, default=4, metavar="N", help="seeds per policy (default: 4)")
+    pk.add_argument(
+        "--seed-base", type=_seed, default=1000, metavar="B",
+        help="first seed (default: 1000, disjoint from evaluate's)",
+    )  # fmt: skip
+    pk.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    pk.add_argument("--json", metavar="PATH", help="write the scores and the winner as JSON")
+    _add_backend(pk, "simulations")
 
     col = sub.add_parser(
         "collect",
@@ -393,6 +421,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pick(args: argparse.Namespace) -> None:
+    from dsd_gym.evaluation.pick import pick, pick_table, write_winner
+
+    _output_path("--out", args.out)
+    _output_path("--json", args.json)
+    for candidate in args.candidates:
+        if not os.path.isfile(candidate):
+            raise UserError(f"pick: {candidate}: no such controller file; give files dsd-gym export wrote")
+    result = pick(
+        args.candidates, args.scenario or ["all"], seeds=args.seeds, seed_base=args.seed_base,
+        mode=args.mode, overrides=args.set, backend=Backend(args.backend, args.jobs, args.address),
+        progress=True,
+    )  # fmt: skip
+    print(pick_table(result))
+    out = write_winner(result, args.out, args.json)
+    print(f"picked {result.candidates[result.winner].name} -> {out}")
+
+
 def _mode_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mode",
@@ -562,7 +608,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         commands = {
             "simulate": _simulate, "scenarios": _scenarios, "bench": _bench, "evaluate": _evaluate,
-            "collect": _collect, "train": _train, "export": _export, "curves": _curves, "tune": _tune,
+            "pick": _pick, "collect": _collect, "train": _train, "export": _export, "curves": _curves,
+            "tune": _tune,
         }  # fmt: skip
         status = commands[args.command](args)
     except UserError as exc:

@@ -48,7 +48,6 @@ loop, which is what the floor demands; the student still reads telemetry only.
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +68,7 @@ from wc_dnn.dataset import check_format, decision_records, decisions_from_record
 
 __all__ = [
     "FLOOR", "FLOOR_KEYS", "HeldSelection", "Relabelled",
-    "held_score", "measure_floor", "read_floor", "relabel",
+    "measure_floor", "read_floor", "relabel",
 ]  # fmt: skip
 
 FLOOR = "floor.json"
@@ -169,11 +168,6 @@ def _best_fixed(fixed: dict[str, dict[str, Any]]) -> tuple[dict[str, float], str
     (ties: the first by name)."""
     means = {spec: mean_or_none(r["throughput_tok_s"]) for spec, r in fixed.items()}
     return means, max(sorted(means), key=lambda spec: means[spec])
-
-
-def held_score(ratios: list[float]) -> float:
-    """exp(mean log min(r, 1)): the geometric mean of ratios to the best fixed decisions, capped at 1."""
-    return math.exp(sum(math.log(min(r, 1.0)) for r in ratios) / len(ratios))
 
 
 class HeldSelection:

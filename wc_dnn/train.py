@@ -70,6 +70,7 @@ from torch import Tensor, nn
 
 from dsd_gym.backend import Backend
 from dsd_gym.errors import UserError
+from dsd_gym.evaluation.stats import capped_geomean
 from dsd_gym.sim.controller import Decision, Mode
 from wc_dnn.awc import MODE_NAMES
 from wc_dnn.checkpoint import load_checkpoint, save_checkpoint
@@ -77,7 +78,7 @@ from wc_dnn.collect import make_plan
 from wc_dnn.config import WCDNNConfig, config_hash, parse_config
 from wc_dnn.dataset import Dataset, decision_records, load_dataset, merge_datasets
 from wc_dnn.export import controller_from_checkpoint, export_controller
-from wc_dnn.floor import HeldSelection, held_score, read_floor, relabel
+from wc_dnn.floor import HeldSelection, read_floor, relabel
 from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig
 
 __all__ = ["Split", "Targets", "evaluate", "split_by_variant", "targets", "train"]
@@ -324,7 +325,7 @@ def _held(
     floor = config.train.floor if config.train.floor is not None else FLOOR_DEFAULT
     below = float(sum(r < floor for r in ratios))
     worst = min(measured, key=lambda group: measured[group])
-    return {"held": held_score(ratios), "held_min": min(ratios), "held_below": below, "held_worst": worst}
+    return {"held": capped_geomean(ratios), "held_min": min(ratios), "held_below": below, "held_worst": worst}
 
 
 def train(

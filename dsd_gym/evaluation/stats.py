@@ -96,3 +96,11 @@ def ratio_ci(values: Sequence[float], references: Sequence[float]) -> tuple[floa
     residuals = [v - ratio * r for v, r in zip(values, references, strict=True)]
     var = math.fsum(d * d for d in residuals) / (n - 1)  # the residuals' mean is 0 by construction
     return ratio, t_quantile_975(n - 1) * math.sqrt(var / n) / reference
+
+
+def capped_geomean(ratios: Sequence[float]) -> float:
+    """exp(mean log min(r, 1)): the geometric mean of ratios capped at 1, so a gain on one scenario
+    does not pay for a shortfall on another (the score of a floor; ``wc_dnn.floor``, ``pick``)."""
+    if not ratios or min(ratios) <= 0.0:
+        raise ValueError(f"capped_geomean needs positive ratios, got {list(ratios)}")
+    return math.exp(math.fsum(math.log(min(r, 1.0)) for r in ratios) / len(ratios))
