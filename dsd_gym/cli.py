@@ -8,9 +8,10 @@
                      [--backend processes|ray [--address ADDR]]
     dsd-gym pick CONTROLLER [CONTROLLER ...] --out controller.pt [--scenario S ...] [--mode ego|fleet]
                  [--seeds N] [--seed-base B] [--set KEY=VALUE ...] [--json PATH] [--jobs N]
-    dsd-gym collect --config CONFIG [--mode fleet|ego] [--out DIR] [--jobs N] [--learner CONTROLLER.pt]
-                    [--backend processes|ray [--address ADDR]]
-    dsd-gym train wc-dnn --config CONFIG [--mode fleet|ego] [--data DIR ...] [--out DIR] [--resume]
+    dsd-gym collect --config CONFIG [--mode fleet|ego] [--set KEY=VALUE ...] [--out DIR] [--jobs N]
+                    [--learner CONTROLLER.pt] [--backend processes|ray [--address ADDR]]
+    dsd-gym train wc-dnn --config CONFIG [--mode fleet|ego] [--set KEY=VALUE ...] [--data DIR ...] [--out DIR]
+                         [--resume]
     dsd-gym train rl --algo ALGO [--env ID] [--config CONFIG] [--timesteps N] [--seed S] [--out DIR]
                      [--resume]
     dsd-gym tune rl --algo ALGO [--env ID] [--config CONFIG] [--timesteps N] [--trials N]
@@ -18,7 +19,7 @@
     dsd-gym tune wc-dnn --config CONFIG [--data DIR ...] [--trials N] [--storage URL] [--study NAME]
                         [--out DIR] [--jobs N] [--backend processes|ray [--address ADDR]]
     dsd-gym curves RUN [RUN ...] --out curves.png
-    dsd-gym export --checkpoint CKPT --out controller.pt
+    dsd-gym export --checkpoint CKPT [--checkpoint CKPT ...] --out controller.pt
     dsd-gym export --run RUN --out controller.pt
 
 ``collect``, ``train wc-dnn`` and ``export --checkpoint`` run the WC-DNN pipeline of the ``wc_dnn``
@@ -176,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
         "shards. Deterministic for the config's collect.seed.",
     )
     col.add_argument("--config", required=True, help="a WC-DNN config (configs/wc_dnn/<name>.yaml)")
-    _mode_argument(col)
+    _wc_dnn_arguments(col)
     col.add_argument("--out", help="dataset folder (default: runs/wc_dnn/<name>/data)")
     _add_backend(col, "shards")
     col.add_argument(
@@ -189,7 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     tr_sub = tr.add_subparsers(dest="model", required=True, parser_class=_Parser)
     wc = tr_sub.add_parser("wc-dnn", help="the WC-DNN window regressor on a collected dataset")
     wc.add_argument("--config", required=True, help="a WC-DNN config (configs/wc_dnn/<name>.yaml)")
-    _mode_argument(wc)
+    _wc_dnn_arguments(wc)
     wc.add_argument(
         "--data",
         action="append",
@@ -263,7 +264,10 @@ def _parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="a trained controller as one TorchScript controller file")
     what = ex.add_mutually_exclusive_group(required=True)
-    what.add_argument("--checkpoint", help="a WC-DNN checkpoint dsd-gym train wc-dnn wrote (best.pt)")
+    what.add_argument(
+        "--checkpoint", action="append",
+        help="a WC-DNN checkpoint dsd-gym train wc-dnn wrote (best.pt); repeat to export their mean",
+    )  # fmt: skip
     what.add_argument("--run", help="an RL run folder dsd-gym train rl wrote, or a model zip inside it")
     ex.add_argument("--out", required=True, help="the .pt file to write (torchscript:PATH runs it)")
     return parser
@@ -439,20 +443,24 @@ def _pick(args: argparse.Namespace) -> None:
     print(f"picked {result.candidates[result.winner].name} -> {out}")
 
 
-def _mode_argument(parser: argparse.ArgumentParser) -> None:
+def _wc_dnn_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mode",
         choices=("fleet", "ego"),
         help="one controller per evaluation mode: only this entry of collect.evaluation_modes, "
         "and the run is named <name>-<mode> (default: every entry, one controller)",
     )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config key, e.g. collect.seed=1 (give collect and train the same)",
+    )  # fmt: skip
 
 
 def _wc_dnn_config(args: argparse.Namespace) -> Any:
     """``--config``, narrowed to ``--mode`` when given."""
     from wc_dnn.config import for_evaluation_mode, load_config
 
-    config = load_config(args.config)
+    config = load_config(args.config, args.set)
     return config if args.mode is None else for_evaluation_mode(config, args.mode)
 
 
@@ -592,14 +600,18 @@ def _is_rl_run(path: str) -> bool:
 
 def _export(args: argparse.Namespace) -> None:
     _output_path("--out", args.out)
-    if args.run is not None or _is_rl_run(args.checkpoint):
+    checkpoints = args.checkpoint or []
+    rl = [c for c in checkpoints if _is_rl_run(c)]
+    if rl and len(checkpoints) > 1:
+        raise UserError(f"export: {rl[0]} is an RL run; only WC-DNN checkpoints can be averaged")
+    if args.run is not None or rl:
         from agents.export import export_run
 
-        path = export_run(args.run or args.checkpoint, args.out)
+        path = export_run(args.run or rl[0], args.out)
     else:
-        from wc_dnn.export import export_checkpoint
+        from wc_dnn.export import export_checkpoints
 
-        path = export_checkpoint(args.checkpoint, args.out)
+        path = export_checkpoints(checkpoints, args.out)
     print(f"exported {path} (run it with --policy torchscript:{path})")
 
 

@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from dsd_gym.config.loader import explain
+from dsd_gym.config.loader import apply_override, explain
 from dsd_gym.config.schema import MODES, RandomRange
 from dsd_gym.errors import UserError
 from dsd_gym.telemetry import check_names
@@ -284,8 +285,9 @@ def parse_config(data: Any, where: str) -> WCDNNConfig:
         raise UserError(f"{where}: {explain(exc, WCDNNConfig)}") from None
 
 
-def load_config(path: str | Path) -> WCDNNConfig:
-    """Read and validate a config file; every problem is one ``UserError`` line."""
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> WCDNNConfig:
+    """Read and validate a config file, with ``overrides`` (``dotted.key=value``, the value YAML, e.g.
+    ``collect.seed=1``) set first; every problem is one ``UserError`` line."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -301,4 +303,9 @@ def load_config(path: str | Path) -> WCDNNConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         raise UserError(f"config {path}{where}: {getattr(exc, 'problem', None) or 'invalid YAML'}") from None
+    if overrides:
+        if not isinstance(data, dict):
+            raise UserError(f"config {path}: expected a mapping of sections, got {type(data).__name__}")
+        for text in overrides:
+            apply_override(data, text)
     return parse_config(data, f"config {path}")

@@ -11,7 +11,7 @@ policy can use it, and wc_dnn only writes.
 
 >>> import tempfile, os
 >>> from wc_dnn.awc import AWCConfig
->>> from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig
+>>> from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig, average_networks
 >>> _ = torch.manual_seed(0)
 >>> controller = WCDNNController(FeatureNorm(), WindowNet(WindowNetConfig()), AWCConfig())
 >>> path = export_controller(controller, os.path.join(tempfile.mkdtemp(), "controller.pt"))
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from wc_dnn.awc import AWC, MODE_NAMES, STATE_SIZE, AWCConfig
 from wc_dnn.checkpoint import load_checkpoint
 from wc_dnn.config import parse_config
 from wc_dnn.dataset import decisions_from_records
-from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig
+from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig, average_networks
 
 __all__ = [
     "KIND",
@@ -48,6 +49,7 @@ __all__ = [
     "controller_metadata",
     "decision_latency_us",
     "export_checkpoint",
+    "export_checkpoints",
     "export_controller",
 ]
 
@@ -133,10 +135,13 @@ class WCDNNController(nn.Module):
         return gamma, mode
 
 
-def controller_metadata(controller: WCDNNController, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+def controller_metadata(
+    controller: WCDNNController, inputs: dict[str, Any] | None = None, members: int = 1
+) -> dict[str, Any]:
     """The ``metadata.json`` of ``controller`` (format: :mod:`dsd_gym.runtime.exported`).
 
-    ``inputs``: what the controller was made from (checkpoint, training config, dataset), JSON-able.
+    ``inputs``: what the controller was made from (checkpoint, training config, dataset), JSON-able;
+    ``members``: how many trained networks its network averages (:func:`wc_dnn.model.average_networks`).
     """
     config = controller.net.config
     awc = controller.awc_config
@@ -150,6 +155,7 @@ def controller_metadata(controller: WCDNNController, inputs: dict[str, Any] | No
             "default_gamma": config.default_gamma,
             "mode_head": config.mode_head,
             "ignored_features": list(config.ignore),
+            "members": members,
         },
         "normalization": {
             "rule": "z = (x - mean) / std",
@@ -161,20 +167,21 @@ def controller_metadata(controller: WCDNNController, inputs: dict[str, Any] | No
 
 
 def export_controller(
-    controller: WCDNNController, out: str | os.PathLike[str], inputs: dict[str, Any] | None = None
-) -> Path:
+    controller: WCDNNController, out: str | os.PathLike[str], inputs: dict[str, Any] | None = None,
+    members: int = 1,
+) -> Path:  # fmt: skip
     """Script ``controller`` and write it with its metadata to ``out`` atomically; returns the path.
 
     The single-session state is reset first, so the file starts a fresh session.
     """
     controller.reset()
-    return save_controller(torch.jit.script(controller), out, controller_metadata(controller, inputs))
+    metadata = controller_metadata(controller, inputs, members)
+    return save_controller(torch.jit.script(controller), out, metadata)
 
 
-def controller_from_checkpoint(checkpoint: dict[str, Any], where: str) -> WCDNNController:
-    """The controller a training checkpoint (``wc_dnn.checkpoint.load_checkpoint``) describes: its
-    normalisation and network, and AWC with the config's ``awc`` section over the dataset's window
-    choices and modes."""
+def _parts(checkpoint: dict[str, Any], where: str) -> tuple[FeatureNorm, WindowNet, AWCConfig]:
+    """What a training checkpoint (``wc_dnn.checkpoint.load_checkpoint``) describes: its normalisation
+    and network, and AWC with the config's ``awc`` section over the dataset's window choices and modes."""
     config = parse_config(checkpoint["config"], f"{where}: config")
     try:
         decisions = decisions_from_records(checkpoint["candidates"])
@@ -191,21 +198,55 @@ def controller_from_checkpoint(checkpoint: dict[str, Any], where: str) -> WCDNNC
         awc = AWCConfig(window_choices=windows, modes=modes, **config.awc.model_dump())
     except ValueError as exc:
         raise UserError(f"{where}: awc: {exc}") from None
-    return WCDNNController(norm, net, awc)
+    return norm, net, awc
 
 
-def export_checkpoint(checkpoint_path: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
-    """Export a training checkpoint as one TorchScript file (``dsd-gym export``); returns its path."""
-    where = f"checkpoint {os.fspath(checkpoint_path)}"
-    checkpoint = load_checkpoint(checkpoint_path)
-    controller = controller_from_checkpoint(checkpoint, where)
+def controller_from_checkpoint(checkpoint: dict[str, Any], where: str) -> WCDNNController:
+    """The controller a training checkpoint describes (:func:`_parts`)."""
+    return WCDNNController(*_parts(checkpoint, where))
+
+
+def _inputs(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> dict[str, Any]:
     history = checkpoint["history"]
     val = history[-1] if history else {}
-    inputs = {
-        "checkpoint": os.path.abspath(checkpoint_path),
+    return {
+        "checkpoint": os.path.abspath(path),
         "epoch": int(checkpoint["epoch"]),
         "config": checkpoint["config"],
         "dataset": checkpoint.get("dataset", {}),
         "validation": {k: v for k, v in val.items() if isinstance(v, (int, float))},
     }
-    return export_controller(controller, out, inputs)
+
+
+def export_checkpoint(checkpoint_path: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
+    """Export a training checkpoint as one TorchScript file (``dsd-gym export``); returns its path."""
+    return export_checkpoints([checkpoint_path], out)
+
+
+def export_checkpoints(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]) -> Path:
+    """Export one training checkpoint, or the mean of several (an ensemble: pipelines on different
+    data seeds fail on different scenarios, and their mean on none of theirs as badly; README "Train a
+    WC-DNN"), as one TorchScript file of the same contract; returns its path. The members' networks
+    become one (:func:`wc_dnn.model.average_networks`); they must decide among the same windows and
+    modes with the same AWC settings."""
+    parts, inputs = [], []
+    for path in paths:
+        where = f"checkpoint {os.fspath(path)}"
+        checkpoint = load_checkpoint(path)
+        parts.append(_parts(checkpoint, where))
+        inputs.append(_inputs(checkpoint, path))
+    awc = parts[0][2]
+    for path, (_, _, other) in zip(paths[1:], parts[1:], strict=True):
+        if other != awc:
+            raise UserError(
+                f"checkpoint {os.fspath(path)}: its AWC ({other.as_dict()}) differs from that of "
+                f"{os.fspath(paths[0])} ({awc.as_dict()}); an ensemble's members decide alike"
+            )
+    if len(parts) == 1:
+        norm, net, _ = parts[0]
+        return export_controller(WCDNNController(norm, net, awc), out, inputs[0])
+    try:
+        norm, net = average_networks([(n, m) for n, m, _ in parts])
+    except ValueError as exc:
+        raise UserError(f"export: cannot average these checkpoints: {exc}") from None
+    return export_controller(WCDNNController(norm, net, awc), out, {"ensemble": inputs}, members=len(parts))

@@ -24,6 +24,7 @@ logits into a decision is :mod:`wc_dnn.awc`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +35,7 @@ from dsd_gym.controllers.heuristics import DEFAULT_WINDOW
 from dsd_gym.sim.controller import Mode
 from dsd_gym.telemetry import FEATURES, INDEX, SCALE, check_names
 
-__all__ = ["FeatureNorm", "ResidualBlock", "WindowNet", "WindowNetConfig"]
+__all__ = ["FeatureNorm", "ResidualBlock", "WindowNet", "WindowNetConfig", "average_networks"]
 
 N_MODES = len(Mode)
 
@@ -147,3 +148,54 @@ class WindowNet(nn.Module):
         else:
             logits = torch.zeros(z.shape[0], self.n_modes, dtype=z.dtype)
         return gamma, logits
+
+
+def average_networks(members: Sequence[tuple[FeatureNorm, WindowNet]]) -> tuple[FeatureNorm, WindowNet]:
+    """The mean of K networks, each with its own normalisation, as one network: (identity, net).
+
+    γ̂ = (1/K) Σ_k γ̂_k(z_k) and logits = (1/K) Σ_k logits_k(z_k), exactly (up to float rounding).
+    Each member's normalisation is folded into its stem rows (W_k / std_k, b_k − (W_k / std_k) · mean_k),
+    so the returned normalisation is the identity; the hidden layers are block-diagonal (member k's
+    units see only member k's units: SiLU is elementwise, so the blocks never mix), the read-outs are
+    the members' side by side over K, and γ_default is their mean (the rest in the bias). Members need
+    the same depth; a member without a mode head adds zero logits, as its own forward does. Features
+    every member ignores stay ignored. The width is the sum of theirs, so a decision costs about K
+    members' (``benchmarks/wc_dnn_speed.py``).
+    """
+    if not members:
+        raise ValueError("average_networks needs at least one member")
+    nets = [net for _, net in members]
+    depths = {net.config.depth for net in nets}
+    if len(depths) != 1:
+        raise ValueError(f"members must have the same depth; got {sorted(depths)}")
+    k = len(nets)
+    ignored = set.intersection(*(set(net.config.ignore) for net in nets))
+    net = WindowNet(
+        WindowNetConfig(
+            hidden=sum(n.config.hidden for n in nets), depth=nets[0].config.depth,
+            default_gamma=sum(n.default_gamma for n in nets) / k,
+            mode_head=any(n.has_mode_head for n in nets), ignore=tuple(sorted(ignored, key=INDEX.get)),
+        )
+    )  # fmt: skip
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.zero_()
+        start = 0
+        for norm, member in members:
+            rows = slice(start, start + member.config.hidden)
+            start += member.config.hidden
+            weight = member.stem.weight / norm.std.to(member.stem.weight.dtype)
+            net.stem.weight[rows] = weight
+            net.stem.bias[rows] = member.stem.bias - weight @ norm.mean.to(weight.dtype)
+            for block, own in zip(net.blocks, member.blocks, strict=True):
+                for layer, own_layer in ((block.inner, own.inner), (block.outer, own.outer)):
+                    layer.weight[rows, rows] = own_layer.weight
+                    layer.bias[rows] = own_layer.bias
+            net.delta.weight[:, rows] = member.delta.weight / k
+            net.delta.bias += (member.delta.bias + member.default_gamma - net.default_gamma) / k
+            if member.has_mode_head:
+                net.modes.weight[:, rows] = member.modes.weight / k
+                net.modes.bias += member.modes.bias / k
+    identity = FeatureNorm()
+    identity.std.fill_(1.0)
+    return identity, net

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dsd_gym.telemetry import FEATURES, SCALE
-from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig
+from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig, average_networks
 
 
 @pytest.mark.parametrize("depth", [0, 1, 3])
@@ -78,3 +78,38 @@ def test_norm_fit_refuses_bad_data(data: np.ndarray) -> None:
 def test_bad_configs_are_refused(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         WindowNetConfig(**kwargs)
+
+
+def _member(
+    seed: int, hidden: int, mode_head: bool, ignore: tuple[str, ...]
+) -> tuple[FeatureNorm, WindowNet]:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    norm = FeatureNorm().fit(rng.uniform(0.0, 2.0, (64, len(FEATURES))) * SCALE)
+    net = WindowNet(WindowNetConfig(hidden=hidden, depth=2, default_gamma=3.0 + seed, mode_head=mode_head,
+                                    ignore=ignore))  # fmt: skip
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.normal_(0.0, 0.5)
+    net.hold_ignored()
+    return norm, net
+
+
+def test_average_networks_is_the_mean_of_its_members() -> None:
+    """Different widths, normalisations and defaults; one member without a mode head (zero logits)."""
+    members = [
+        _member(0, 8, True, ("last_gamma", "drafted")),
+        _member(1, 16, False, ("last_gamma",)),
+        _member(2, 4, True, ("last_gamma", "last_mode")),
+    ]
+    norm, net = average_networks(members)
+    x = torch.from_numpy(np.random.default_rng(9).uniform(0.0, 2.0, (256, len(FEATURES))) * SCALE).float()
+    with torch.no_grad():
+        gamma, logits = net(norm(x))
+        outputs = [m(n(x)) for n, m in members]
+    assert net.config.hidden == 28 and net.config.ignore == ("last_gamma",)
+    torch.testing.assert_close(gamma, sum(g for g, _ in outputs) / 3, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits, sum(lg for _, lg in outputs) / 3, rtol=1e-5, atol=1e-5)
+    assert gamma.std() > 0.1 and logits.std() > 0.1  # the check is not of constants
+    with pytest.raises(ValueError, match="same depth"):
+        average_networks([members[0], (FeatureNorm(), WindowNet(WindowNetConfig(depth=1)))])

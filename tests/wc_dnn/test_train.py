@@ -13,7 +13,7 @@ from dsd_gym.cli import main
 from dsd_gym.runtime import load_controller
 from dsd_gym.sim.controller import Decision, Mode
 from dsd_gym.telemetry import INDEX
-from wc_dnn.checkpoint import load_checkpoint
+from wc_dnn.checkpoint import load_checkpoint, save_checkpoint
 from wc_dnn.dataset import load_dataset
 from wc_dnn.export import controller_from_checkpoint
 from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig
@@ -110,6 +110,48 @@ def test_exported_checkpoint_loads_and_decides_as_in_process(
     ]
     assert main(argv) == 0
     assert "throughput" in capsys.readouterr().out
+
+
+def test_several_checkpoints_export_as_their_mean(
+    trained: Path, tiny_dataset: Path, tiny_config, write_config, tmp_path: Path, capsys
+) -> None:
+    config = write_config(tmp_path / "tiny.yaml", tiny_config())
+    other = tmp_path / "seed1"
+    argv = ["train", "wc-dnn", "--config", str(config), "--data", str(tiny_dataset), "--out", str(other)]
+    assert main([*argv, "--set", "train.seed=1"]) == 0
+    capsys.readouterr()
+    assert load_checkpoint(other / BEST)["config"]["train"]["seed"] == 1
+    paths = [trained / BEST, other / BEST]
+    out = tmp_path / "mean.pt"
+    assert main(["export", *(x for p in paths for x in ("--checkpoint", str(p))), "--out", str(out)]) == 0
+    loaded = load_controller(out)
+    assert loaded.metadata["model"]["members"] == 2
+    assert [i["checkpoint"] for i in loaded.metadata["provenance"]["inputs"]["ensemble"]] == [
+        str(p.resolve()) for p in paths
+    ]
+    members = [controller_from_checkpoint(load_checkpoint(p), "test") for p in paths]
+    features = torch.from_numpy(load_dataset(tiny_dataset).arrays["features"][:300])
+    state, awc_state = loaded.module.initial_state(1), members[0].initial_state(1)
+    moved = set()
+    for row in features.unsqueeze(1):
+        gamma, mode, state = loaded.module.decide(row, state)
+        outputs = [m.net(row) for m in members]  # each with its normalisation folded in (export)
+        mean_gamma, mean_logits = (sum(o[i] for o in outputs) / 2 for i in (0, 1))
+        gamma_b, mode_b, awc_state = members[0].awc(mean_gamma, mean_logits, awc_state)
+        assert (int(gamma), int(mode)) == (int(gamma_b), int(mode_b))
+        moved.add((int(gamma), int(mode)))
+    assert len(moved) > 1
+    # members must decide alike: another AWC is refused in one line
+    changed = load_checkpoint(other / BEST)
+    changed["config"]["awc"]["smoothing"] = 0.9
+    save_checkpoint(tmp_path / "other-awc.pt", changed)
+    argv = ["export", "--checkpoint", str(trained / BEST), "--checkpoint", str(tmp_path / "other-awc.pt")]
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "differs" in err and not (tmp_path / "x.pt").exists()
+    assert main(["train", "wc-dnn", "--config", str(config), "--set", "train.nope=1"]) == 2
+    assert "nope" in capsys.readouterr().err
 
 
 def test_regret_tables_and_their_interpolation() -> None:
