@@ -22,9 +22,14 @@ $(STAMP): pyproject.toml
 # controller in its mode against the baselines and the oracle on every shipped scenario. One
 # controller per mode: a fleet-mode label prices the time a round costs the other tenants, an ego
 # label does not, so one network over both modes' labels learns neither (`--mode`, wc_dnn/config.py).
+# REPLICAS=R runs that pipeline R times, replica r with collect.seed = train.seed = r (its own
+# variants and behaviour draws), and exports the mean of the R networks as the controller: pipelines
+# on different data fail on different scenarios, their mean on none as badly (README, "Train a
+# WC-DNN"). R = 1 takes ~2.5 min on 2 cores; each replica adds ~45 s per mode.
 WC_DNN ?= small
 DAGGER ?= 2
 MODES ?= fleet ego
+REPLICAS ?= 1
 DEMO_CONFIG := configs/wc_dnn/$(WC_DNN).yaml
 DEMO_EVAL := --seeds 2 --set duration_s=40 --set warmup_s=5
 # A dataset collected under another collect config or other telemetry features is refused (one line);
@@ -35,18 +40,24 @@ $(DEMO_INPUTS): $(DEMO_CONFIG) dsd_gym/telemetry.py
 	mkdir -p runs/wc_dnn && touch $@
 demo: $(STAMP) $(DEMO_INPUTS)
 	for mode in $(MODES); do \
-		run=runs/wc_dnn/$(WC_DNN)-$$mode; wc="--config $(DEMO_CONFIG) --mode $$mode"; \
-		$(BIN)/dsd-gym collect $$wc --out $$run/data || exit 1; \
-		rm -rf $$run/train $$run/dagger-*; \
-		$(BIN)/dsd-gym train wc-dnn $$wc --data $$run/data --out $$run/train || exit 1; \
-		$(BIN)/dsd-gym export --checkpoint $$run/train/best.pt --out $$run/controller.pt || exit 1; \
-		data="--data $$run/data"; \
-		for round in $$(seq 1 $(DAGGER)); do \
-			$(BIN)/dsd-gym collect $$wc --out $$run/dagger-$$round --learner $$run/controller.pt || exit 1; \
-			data="$$data --data $$run/dagger-$$round"; rm -rf $$run/train; \
-			$(BIN)/dsd-gym train wc-dnn $$wc $$data --out $$run/train || exit 1; \
+		members=""; \
+		for r in $$(seq 0 $$(($(REPLICAS) - 1))); do \
+			run=runs/wc_dnn/$(WC_DNN)-$$mode/replica-$$r; \
+			wc="--config $(DEMO_CONFIG) --mode $$mode --set collect.seed=$$r --set train.seed=$$r"; \
+			$(BIN)/dsd-gym collect $$wc --out $$run/data || exit 1; \
+			rm -rf $$run/train $$run/dagger-*; \
+			$(BIN)/dsd-gym train wc-dnn $$wc --data $$run/data --out $$run/train || exit 1; \
 			$(BIN)/dsd-gym export --checkpoint $$run/train/best.pt --out $$run/controller.pt || exit 1; \
+			data="--data $$run/data"; \
+			for round in $$(seq 1 $(DAGGER)); do \
+				$(BIN)/dsd-gym collect $$wc --out $$run/dagger-$$round --learner $$run/controller.pt || exit 1; \
+				data="$$data --data $$run/dagger-$$round"; rm -rf $$run/train; \
+				$(BIN)/dsd-gym train wc-dnn $$wc $$data --out $$run/train || exit 1; \
+				$(BIN)/dsd-gym export --checkpoint $$run/train/best.pt --out $$run/controller.pt || exit 1; \
+			done; \
+			members="$$members --checkpoint $$run/train/best.pt"; \
 		done; \
+		$(BIN)/dsd-gym export $$members --out runs/wc_dnn/$(WC_DNN)-$$mode/controller.pt || exit 1; \
 	done
 	for mode in $(MODES); do \
 		run=runs/wc_dnn/$(WC_DNN)-$$mode; \
@@ -57,8 +68,8 @@ demo: $(STAMP) $(DEMO_INPUTS)
 	@for mode in $(MODES); do \
 		run=runs/wc_dnn/$(WC_DNN)-$$mode; \
 		echo "$$mode mode:"; \
-		echo "  dataset     $$run/data (DAgger rounds: $$run/dagger-N)"; \
-		echo "  checkpoint  $$run/train/best.pt (TensorBoard: $$run/train/tensorboard)"; \
+		echo "  datasets    $$run/replica-R/data (DAgger rounds: $$run/replica-R/dagger-N), R < $(REPLICAS)"; \
+		echo "  checkpoints $$run/replica-R/train/best.pt (TensorBoard: $$run/replica-R/train/tensorboard)"; \
 		echo "  controller  $$run/controller.pt (--policy torchscript:$$run/controller.pt --mode $$mode)"; \
 		echo "  evaluation  $$run/evaluate.json, $$run/evaluate.csv"; \
 	done
