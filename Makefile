@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench evaluate lint clean
+.PHONY: demo awc test test-fast bench evaluate lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,29 @@ demo: $(STAMP) $(DEMO_INPUTS)
 		echo "  checkpoints $$run/replica-R/train/best.pt (TensorBoard: $$run/replica-R/train/tensorboard)"; \
 		echo "  controller  $$run/controller.pt (--policy torchscript:$$run/controller.pt --mode $$mode)"; \
 		echo "  evaluation  $$run/evaluate.json, $$run/evaluate.csv"; \
+	done
+
+# The best controller per mode this workbench knows how to make (README, "What the closed loop
+# shows"): `make demo REPLICAS=8`, the means of replicas 0-3, 4-7 and 0-7, one of the three picked on
+# validation seeds 1000-1009 (`dsd-gym pick`, disjoint from the evaluation's), copied to awc.pt and
+# evaluated on seeds 0-19. Ego mode ~15 min on 2 cores, fleet ~20 min.
+AWC_MODES ?= ego fleet
+AWC_SET := --set duration_s=40 --set warmup_s=5
+awc: $(STAMP)
+	$(MAKE) demo REPLICAS=8 MODES="$(AWC_MODES)"
+	for mode in $(AWC_MODES); do \
+		run=runs/wc_dnn/$(WC_DNN)-$$mode; \
+		$(BIN)/dsd-gym export $$(for r in 0 1 2 3; do echo --checkpoint $$run/replica-$$r/train/best.pt; done) \
+			--out $$run/mean-0-3.pt || exit 1; \
+		$(BIN)/dsd-gym export $$(for r in 4 5 6 7; do echo --checkpoint $$run/replica-$$r/train/best.pt; done) \
+			--out $$run/mean-4-7.pt || exit 1; \
+		cp $$run/controller.pt $$run/mean-0-7.pt; \
+		$(BIN)/dsd-gym pick $$run/mean-0-3.pt $$run/mean-4-7.pt $$run/mean-0-7.pt --mode $$mode --seeds 10 \
+			$(AWC_SET) --json $$run/pick.json --out $$run/awc.pt || exit 1; \
+		$(BIN)/dsd-gym evaluate --scenario all --mode $$mode --policy torchscript:$$run/awc.pt --policy fixed:4 \
+			--policy best-fixed --policy oracle --seeds 20 $(AWC_SET) \
+			--json $$run/awc-evaluate.json --csv $$run/awc-evaluate.csv || exit 1; \
+		echo "$$mode mode: controller $$run/awc.pt (the pick: $$run/pick.json; evaluation: $$run/awc-evaluate.json)"; \
 	done
 
 test: $(STAMP)
