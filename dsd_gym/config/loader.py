@@ -181,6 +181,8 @@ def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[Any], list[
         tagged = [m for m in members if _tag_values(m)]
         if isinstance(part, int):
             candidates = [a for m in members if typing.get_origin(m) is list for a in typing.get_args(m)]
+        elif _branch_label(part, members):
+            continue  # pydantic names the branch of an untagged union it tried; the user writes no such key
         elif len(tagged) > 1:
             candidates = [m for m in tagged if part in _tag_values(m)]
             continue
@@ -192,6 +194,17 @@ def _walk(root: type[BaseModel], loc: tuple[Any, ...]) -> tuple[list[Any], list[
             ]
         key.append(part)
     return key, [m for tp in candidates for m in _union_members(tp)]
+
+
+def _branch_label(part: Any, members: list[Any]) -> bool:
+    """Whether ``part`` of an error location is the label pydantic gives an untagged union's branch
+    (``constrained-int``, ``dict[...]``) rather than a key: the location is on a union of several
+    members and no model among them has a field of that name."""
+    if not isinstance(part, str) or len(members) < 2 or any(_tag_values(m) for m in members):
+        return False
+    return not any(
+        isinstance(m, type) and issubclass(m, BaseModel) and part in m.model_fields for m in members
+    )
 
 
 def _allowed_keys(members: list[Any]) -> list[str] | None:
@@ -209,8 +222,16 @@ def _short(value: Any) -> str:
 
 def explain(exc: ValidationError, root: type[BaseModel]) -> str:
     """One line from the first validation error: key, value, what is allowed."""
-    err = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    # An untagged union reports one error per branch, the first one first; the branch that got the
+    # furthest into the value is the one the user meant (a mapping given for `int | dict[...]`).
+    where = _walk(root, tuple(errors[0]["loc"]))[0]
+    same = [e for e in errors if _walk(root, tuple(e["loc"]))[0][: len(where)] == where]
+    err = max(same, key=lambda e: len(e["loc"]))  # ties: the first
     path, members = _walk(root, tuple(err["loc"]))
+    if path and path[-1] == "[key]":
+        key = ".".join(str(p) for p in path[:-2])
+        return f"{key}: key {_short(err.get('input'))} is invalid: {err['msg']}"
     key = ".".join(str(p) for p in path)
     kind, value = err["type"], err.get("input")
     if kind == "extra_forbidden":

@@ -62,6 +62,15 @@ def test_cli_import_needs_neither_torch_nor_wc_dnn() -> None:
         ({"train.model.ignore": ["rtt"]}, "ignore: unknown feature 'rtt'; allowed: round_ms, "),
         ({"train.select": "best"}, "train.select"),
         ({"train.select": {"ego": "loss", "cloud": "held"}}, "train.select"),
+        # an untagged union (an integer, or one per mode): the branch the value took, under the user's key
+        (
+            {"collect.floor_seeds": {"flet": 2}},
+            "collect.floor_seeds: value 'flet' is invalid: Input should be 'fleet'",
+        ),
+        (
+            {"collect.floor_seeds": -1},
+            "collect.floor_seeds: value -1 is invalid: Input should be greater than",
+        ),
         (
             {
                 "collect.scenarios": [
@@ -86,6 +95,20 @@ def test_bad_config_is_one_line(
     path.write_text(yaml.safe_dump(data))
     line = fails(capsys, "collect", "--config", str(path), "--out", str(tmp_path / "data"))
     assert expected in line
+    assert "constrained-" not in line and "dict[" not in line  # no pydantic branch labels
+
+
+def test_set_overrides_a_config_key_and_a_bad_one_is_one_line(
+    tiny_config, write_config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(write_config(tmp_path / "tiny.yaml", tiny_config()))
+    line = fails(
+        capsys, "collect", "--config", config, "--set", "collect.duration_s=-3", "--out", str(tmp_path / "d")
+    )
+    assert "collect.duration_s: value -3" in line
+    line = fails(capsys, "collect", "--config", config, "--set", "collect=[1", "--out", str(tmp_path / "d"))
+    assert "not valid YAML" in line
+    assert not (tmp_path / "d").exists()
 
 
 def test_mode_must_be_one_of_the_configs_evaluation_modes(
