@@ -68,8 +68,9 @@ demo: $(STAMP) $(DEMO_INPUTS)
 	@for mode in $(MODES); do \
 		run=runs/wc_dnn/$(WC_DNN)-$$mode; \
 		echo "$$mode mode:"; \
-		echo "  datasets    $$run/replica-R/data (DAgger rounds: $$run/replica-R/dagger-N), R < $(REPLICAS)"; \
-		echo "  checkpoints $$run/replica-R/train/best.pt (TensorBoard: $$run/replica-R/train/tensorboard)"; \
+		r="r = 0..$$(($(REPLICAS) - 1))"; \
+		echo "  datasets    $$run/replica-r/data, $$r (DAgger rounds: $$run/replica-r/dagger-N)"; \
+		echo "  checkpoints $$run/replica-r/train/best.pt, $$r (TensorBoard: $$run/replica-r/train/tensorboard)"; \
 		echo "  controller  $$run/controller.pt (--policy torchscript:$$run/controller.pt --mode $$mode)"; \
 		echo "  evaluation  $$run/evaluate.json, $$run/evaluate.csv"; \
 	done
