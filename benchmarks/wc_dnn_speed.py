@@ -1,13 +1,17 @@
 """WC-DNN speed: labels per second, training time on 200k rows, exported decision latency (JSON).
 
-- collect: ``dsd-gym collect`` of ``--config`` (default the demo's ``small``) into a fresh folder
-  with ``--jobs`` processes: oracle-labelled rows per wall-clock second;
+- collect: ``dsd-gym collect`` of ``--config`` (default the demo's ``small``) in ``--mode`` (default
+  ego; one controller per mode, as ``make demo``) into a fresh folder with ``--jobs`` processes:
+  oracle-labelled rows per wall-clock second (the floor's sweep, where the config has one, is timed
+  with it);
 - train: the config's training on ``--rows`` rows (default 200k, issue 5's target: at most 3 min on
   2 cores), made by repeating the collected shards' rows whole (the time depends on the rows and the
   epochs, not on what they hold); early stopping is on, as in ``dsd-gym train wc-dnn``, so the
   epochs run and seconds per epoch are reported too;
 - latency: the exported controller's single-session decision, batch 1, one thread
-  (:func:`wc_dnn.export.decision_latency_us`; target at most 20 µs).
+  (:func:`wc_dnn.export.decision_latency_us`; target at most 20 µs); ``latency_mean_of``: the same
+  for the mean of K such networks (``export`` with K checkpoints; here the trained one K times: the
+  cost depends on the shape, not the weights), K = 4 as ``make awc`` ships and K = 8.
 
 Timings depend on the machine's load; ``load_avg_1m`` at the start is in the output.
 """
@@ -26,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from wc_dnn.collect import collect, make_plan
-from wc_dnn.config import load_config
+from wc_dnn.config import for_evaluation_mode, load_config
 from wc_dnn.dataset import SIDECAR, read_shard, write_shard
-from wc_dnn.export import decision_latency_us, export_checkpoint
+from wc_dnn.export import decision_latency_us, export_checkpoint, export_checkpoints
 from wc_dnn.train import BEST, train
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -54,12 +58,20 @@ def repeat_dataset(source: Path, out: Path, rows: int) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/wc_dnn/small.yaml", help="a WC-DNN config")
+    parser.add_argument(
+        "--mode", choices=("fleet", "ego"), default="ego", help="the evaluation mode's pipeline, as make demo"
+    )
     parser.add_argument("--rows", type=int, default=200_000, help="training rows")
     parser.add_argument("--jobs", type=int, default=2, help="collection processes")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
-    config = load_config(args.config)
-    result: dict = {"config": args.config, "load_avg_1m": os.getloadavg()[0], "cpus": os.cpu_count()}
+    config = for_evaluation_mode(load_config(args.config), args.mode)
+    result: dict = {
+        "config": args.config,
+        "mode": args.mode,
+        "load_avg_1m": os.getloadavg()[0],
+        "cpus": os.cpu_count(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         print(f"collect {config.name} ({len(make_plan(config).tasks)} shards) ...", file=sys.stderr)
@@ -86,6 +98,13 @@ def main() -> int:
         module = torch.jit.load(str(controller))
         latency = decision_latency_us(module)
         result["latency"] = {**latency, "target_us": 20, "met": latency["forward_us"]["median"] <= 20}
+        result["latency_mean_of"] = {}
+        for members in (4, 8):
+            path = export_checkpoints(
+                [Path(tmp) / "train" / BEST] * members, Path(tmp) / f"mean-{members}.pt"
+            )
+            forward = decision_latency_us(torch.jit.load(str(path)))["forward_us"]
+            result["latency_mean_of"][str(members)] = {**forward, "met": forward["median"] <= 20}
     emit(result, args.out)
     return 0
 
