@@ -392,6 +392,7 @@ def _output_path(flag: str, path: str | None, directory: bool = False) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from dsd_gym.evaluation import make_plan, run_plan
+    from dsd_gym.evaluation.aggregate import title
     from dsd_gym.evaluation.report import table, to_csv, to_json, write_text
 
     _output_path("--json", args.json)
@@ -419,8 +420,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         for f in evaluation.failures:
-            where = f"{f['scenario']} {f['variant']}" if f["variant"] else f["scenario"]
-            print(f"  {where}, {f['policy']}, seed {f['seed']}: {f['error']}", file=sys.stderr)
+            print(f"  {title(f)}, {f['policy']}, seed {f['seed']}: {f['error']}", file=sys.stderr)
         return 1
     return 0
 

@@ -11,7 +11,7 @@ policy can use it, and wc_dnn only writes.
 
 >>> import tempfile, os
 >>> from wc_dnn.awc import AWCConfig
->>> from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig, average_networks
+>>> from wc_dnn.model import FeatureNorm, WindowNet, WindowNetConfig
 >>> _ = torch.manual_seed(0)
 >>> controller = WCDNNController(FeatureNorm(), WindowNet(WindowNetConfig()), AWCConfig())
 >>> path = export_controller(controller, os.path.join(tempfile.mkdtemp(), "controller.pt"))

@@ -53,6 +53,11 @@ def label(row: dict[str, Any]) -> str:
     return f"{row['policy']} ({row['best_fixed']})" if row["best_fixed"] else row["policy"]
 
 
+def title(row: dict[str, Any]) -> str:
+    """The scenario variant a row (or a failure record) is of, as :attr:`Variant.title` shows it."""
+    return f"{row['scenario']} {row['variant']}" if row["variant"] else row["scenario"]
+
+
 def _mean(runs: dict[int, Result], seeds: Sequence[int], key: str = "throughput_tok_s") -> float:
     return math.fsum(runs[s][key] for s in seeds) / len(seeds)
 

@@ -30,7 +30,7 @@ from typing import Any
 from dsd_gym.backend import Backend
 from dsd_gym.errors import UserError
 from dsd_gym.evaluation import make_plan, run_plan
-from dsd_gym.evaluation.aggregate import Evaluation
+from dsd_gym.evaluation.aggregate import Evaluation, title
 from dsd_gym.evaluation.plan import BEST_FIXED
 from dsd_gym.evaluation.report import write_atomic, write_text
 from dsd_gym.evaluation.stats import capped_geomean
@@ -70,9 +70,7 @@ class Pick:
                 for c in self.candidates
             ],
             "best_fixed": {
-                row["scenario"] + (f" {row['variant']}" if row["variant"] else ""): row["best_fixed"]
-                for row in self.evaluation.rows
-                if row["policy"] == BEST_FIXED
+                title(row): row["best_fixed"] for row in self.evaluation.rows if row["policy"] == BEST_FIXED
             },
         }
 
@@ -115,12 +113,11 @@ def pick(
     scored = []
     for name, policy in zip(candidates, policies, strict=True):
         ratios = {
-            row["scenario"] + (f" {row['variant']}" if row["variant"] else ""): row["ratio_to_best_fixed"]
-            for row in evaluation.rows
-            if row["policy"] == policy
+            title(row): row["ratio_to_best_fixed"] for row in evaluation.rows if row["policy"] == policy
         }
-        if any(r is None or r <= 0 for r in ratios.values()):
-            raise UserError(f"pick: {name} has no ratio to best-fixed on {min(ratios, key=str)}")
+        missing = [where for where, r in ratios.items() if r is None or r <= 0]
+        if missing:
+            raise UserError(f"pick: {name} has no ratio to best-fixed on {missing[0]}")
         scored.append(Candidate(name, policy, ratios, capped_geomean(list(ratios.values()))))
     winner = max(range(len(scored)), key=lambda i: (scored[i].score, -i))
     return Pick(scored, winner, evaluation)
