@@ -107,7 +107,7 @@ def pick(
     if evaluation.failures:
         f = evaluation.failures[0]
         raise UserError(
-            f"pick: {len(evaluation.failures)} simulations failed, first {f['scenario']} {f['policy']} "
+            f"pick: {len(evaluation.failures)} simulations failed, first {title(f)}, {f['policy']}, "
             f"seed {f['seed']}: {f['error']}"
         )
     scored = []
