@@ -6,13 +6,13 @@ The file follows the contract of :mod:`dsd_gym.runtime.exported` — ``decide(fe
 (:mod:`dsd_gym.controllers.sb3`) does in-process:
 
 1. **Observation history.** The state's first ``(history + 1) · F`` columns are the telemetry vectors
-   after the session's newest rounds, newest first (zeros before its first rounds): the training
-   env's observation. A runtime calls the file once per decision and cannot say whether a round
-   happened since the last call; the file infers it: new features that differ from the newest row
-   are a new round's and are pushed, features equal to it (a decision whose job was lost, repeated)
-   are not. The env and ``sb3:PATH`` count the rounds themselves; the two agree unless two
-   consecutive rounds leave bit-identical telemetry vectors, which their clock times and context
-   lengths make practically impossible.
+   after the session's newest updates (rounds and request prefills), newest first (zeros before its
+   first): the training env's observation. A runtime calls the file once per decision and cannot say
+   whether anything happened since the last call; the file infers it: new features that differ from
+   the newest row are a new update's and are pushed, features equal to it (a decision whose job was
+   lost, repeated) are not. The env and ``sb3:PATH`` count the updates themselves; the two agree
+   unless two consecutive updates leave bit-identical telemetry vectors, which their clock times and
+   context lengths make practically impossible.
 2. **Normalisation.** VecNormalize's ``clip((x − mean) / sqrt(var + epsilon), ±clip_obs)`` in float64,
    then float32 — VecNormalize's own arithmetic, so the network sees the same bits.
 3. **The policy network**, copied from the SB3 policy with gradients off, and its deterministic
@@ -256,7 +256,7 @@ def run_metadata(run: LoadedRun, controller: SB3Controller, policy: dict[str, An
         "state_layout": {
             "history_rows": [0, rows],
             "lstm_h_c": [rows, controller.state_size],
-            "rule": "telemetry after the newest rounds, newest first; a row is pushed when the features "
+            "rule": "telemetry after the newest updates (rounds, prefills), newest first; a row is pushed when the features "
             "differ from the newest row; then LSTM h and c ([layers, hidden] each), when recurrent",
         },
         "normalization": None

@@ -41,7 +41,10 @@ class Feature:
 FEATURES: tuple[Feature, ...] = (
     Feature("round_ms", "ms", 0.0, 60_000.0, 100.0, "duration of the last round at the edge"),
     Feature("round_ms_ewma", "ms", 0.0, 60_000.0, 100.0, "smoothed round duration"),
-    Feature("rtt_ms", "ms", 0.0, 30_000.0, 100.0, "last network time: round − draft − server time"),
+    Feature(
+        "rtt_ms", "ms", 0.0, 30_000.0, 100.0,
+        "last network time: reply − send − server time, of a distributed round or a prefill",
+    ),
     Feature("rtt_ms_ewma", "ms", 0.0, 30_000.0, 100.0, "smoothed network time"),
     Feature(
         "rtt_jitter_ms", "ms", 0.0, 30_000.0, 10.0, "smoothed absolute deviation of rtt from rtt_ms_ewma"
@@ -55,7 +58,10 @@ FEATURES: tuple[Feature, ...] = (
     Feature("acceptance_ewma", "ratio", 0.0, 1.0, 1.0, "smoothed accepted / smoothed drafted"),
     Feature("last_gamma", "tokens", 0.0, 256.0, 8.0, "window of the last round"),
     Feature("last_mode", "enum", 0.0, 2.0, 1.0, "0 distributed, 1 fused, 2 autoregressive"),
-    Feature("draft_ms_per_token", "ms", 0.0, 10_000.0, 10.0, "smoothed edge draft time per token"),
+    Feature(
+        "draft_ms_per_token", "ms", 0.0, 10_000.0, 10.0,
+        "smoothed edge draft time per token (a one-token draft step at the first prefill, then rounds)",
+    ),
     Feature("context_tokens", "tokens", 0.0, 1_000_000.0, 1000.0, "prompt + committed tokens"),
 )
 NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
@@ -76,7 +82,9 @@ class TelemetryTracker:
     """Keeps one session's features up to date, one ``update`` per round.
 
     The per-round work is plain float arithmetic; the numpy vector is built only when asked for.
-    ``history`` past vectors are kept (newest last) for controllers that look back.
+    ``history`` past vectors are kept (newest last) for controllers that look back: one per decision
+    that found the vector changed (``decision_rows``) — what a runtime that calls its controller once
+    per decision can keep, even when a round and the next request's prefill both came in between.
     """
 
     def __init__(self, smoothing: float = 0.2, history: int = 0) -> None:
@@ -86,7 +94,10 @@ class TelemetryTracker:
         self.values = [0.0] * len(FEATURES)
         self._accepted_ewma = 0.0
         self._drafted_ewma = 0.0
-        self.rounds = 0
+        self.rounds = 0  # update()s: rounds seen
+        self.updates = 0  # update()s and prefill()s: the vector's changes
+        self._kept = 0  # updates when the newest history row was taken
+        self._links = 0
         self.history: deque[tuple[float, ...]] = deque(maxlen=history) if history > 0 else None
 
     def update(self, r: RoundRecord) -> None:
@@ -95,12 +106,10 @@ class TelemetryTracker:
         round_ms = 1e3 * (r.end_s - r.start_s)
         server_ms = 1e3 * (r.queue_s + r.verify_s)
         draft_ms = 1e3 * r.draft_s
-        rtt_ms = max(0.0, round_ms - draft_ms - server_ms)
         v[0] = round_ms
         v[1] = round_ms if first else v[1] + w * (round_ms - v[1])
-        v[2] = rtt_ms
-        v[4] = 0.0 if first else v[4] + w * (abs(rtt_ms - v[3]) - v[4])
-        v[3] = rtt_ms if first else v[3] + w * (rtt_ms - v[3])
+        if r.mode == 0:  # distributed: the round crossed the network (fused and autoregressive do not)
+            self._link(round_ms - draft_ms - server_ms)
         v[5] = float(r.queue_depth)
         v[6] = float(r.batch_size)
         v[7] = server_ms
@@ -121,8 +130,49 @@ class TelemetryTracker:
             v[14] = per_token if v[14] == 0.0 else v[14] + w * (per_token - v[14])
         v[15] = float(r.context + r.committed)
         self.rounds += 1
-        if self.history is not None:
-            self.history.append(tuple(v))
+        self._updated()
+
+    def prefill(self, rtt_ms: float, draft_ms_per_token: float, context: int) -> None:
+        """A request's prefill exchange, which starts every request whatever mode its rounds take.
+
+        - ``rtt_ms``: its network time (the reply's arrival − the prompt's send − the server-reported
+          time), one sample of the three network features, as a distributed round gives. A session
+          whose rounds all run at the cloud (fused) thus still knows its link.
+        - ``draft_ms_per_token``: the one-token draft step the edge times when it prefills its draft
+          model. It is the draft speed until a distributed round measures one (rounds' measurements
+          are smoothed into it from then on): a session that has only run fused would otherwise never
+          know whether its own drafting would pay.
+
+        - ``context``: the tokens the request starts from (``context_tokens``).
+
+        The vector changes, so it counts as an update (``updates``) but not as a round.
+        """
+        self._link(rtt_ms)
+        if self.values[14] == 0.0:
+            self.values[14] = draft_ms_per_token
+        self.values[15] = float(context)
+        self._updated()
+
+    def _link(self, rtt_ms: float) -> None:
+        """One network-time sample: a reply's arrival − its request's send − the server time."""
+        v, w = self.values, self.smoothing
+        rtt_ms = max(0.0, rtt_ms)
+        first = self._links == 0
+        v[2] = rtt_ms
+        v[4] = 0.0 if first else v[4] + w * (abs(rtt_ms - v[3]) - v[4])
+        v[3] = rtt_ms if first else v[3] + w * (rtt_ms - v[3])
+        self._links += 1
+
+    def _updated(self) -> None:
+        self.updates += 1
+
+    def decision_rows(self) -> deque[tuple[float, ...]]:
+        """The history at a decision (newest last): the current vector is pushed first if anything
+        changed since the newest row was taken. Call it once per decision."""
+        if self.updates != self._kept:
+            self._kept = self.updates
+            self.history.append(tuple(self.values))
+        return self.history
 
     def vector(self) -> np.ndarray:
         """The features in raw units, float32, clipped to their bounds."""

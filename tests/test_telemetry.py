@@ -8,7 +8,7 @@ import pytest
 from dsd_gym.config import load_scenario
 from dsd_gym.controllers import FixedController
 from dsd_gym.runner import telemetry_factory
-from dsd_gym.sim import Decision, Simulation
+from dsd_gym.sim import Decision, Mode, Simulation
 from dsd_gym.sim.records import RoundRecord
 from dsd_gym.telemetry import FEATURES, HIGH, INDEX, LOW, NAMES, TelemetryTracker
 
@@ -63,11 +63,53 @@ def test_smoothing_is_an_ewma_of_the_newest_round() -> None:
     assert t["acceptance_ewma"] == pytest.approx(3.5 / 5.0)
 
 
-def test_history_keeps_the_last_k_rounds() -> None:
+def test_history_keeps_a_row_per_decision_that_found_the_vector_changed() -> None:
     t = TelemetryTracker(history=2)
+    assert not t.decision_rows()
     for k in range(5):
         t.update(_record(gamma=k + 1, accepted=0))
+        t.decision_rows()
+    t.decision_rows()  # a decision after no update (its job was lost): no row
     assert [h[INDEX["last_gamma"]] for h in t.history] == [4.0, 5.0]
+    t.update(_record(gamma=6, accepted=0))  # a request's last round, then the next one's prefill
+    t.prefill(rtt_ms=3.0, draft_ms_per_token=9.0, context=50)
+    rows = t.decision_rows()
+    assert [h[INDEX["last_gamma"]] for h in rows] == [5.0, 6.0]
+    assert rows[-1] == tuple(t.values) and rows[-1][INDEX["context_tokens"]] == 50
+
+
+def test_only_exchanges_over_the_network_measure_it() -> None:
+    """Distributed rounds and prefills sample the network time; fused rounds cross no network and
+    leave the three network features alone, so a fused session keeps what its prefill measured."""
+    t = TelemetryTracker(smoothing=0.5)
+    t.prefill(rtt_ms=8.0, draft_ms_per_token=6.0, context=100)
+    assert (t["rtt_ms"], t["rtt_ms_ewma"], t["rtt_jitter_ms"]) == (8.0, 8.0, 0.0)
+    assert t["draft_ms_per_token"] == 6.0 and t["context_tokens"] == 100 and t.rounds == 0
+    fused = _record(mode=1, draft=0.0, up=0.0, down=0.0, end=0.055)
+    for _ in range(3):
+        t.update(fused)
+    assert (t["rtt_ms"], t["rtt_ms_ewma"], t["rtt_jitter_ms"]) == (8.0, 8.0, 0.0)
+    assert t["draft_ms_per_token"] == 6.0 and t["round_ms"] == pytest.approx(55.0)
+    t.update(_record())  # distributed: network 25 ms, draft 5 ms per token
+    assert t["rtt_ms"] == pytest.approx(25.0)
+    assert t["rtt_ms_ewma"] == pytest.approx(8.0 + 0.5 * 17.0)
+    assert t["rtt_jitter_ms"] == pytest.approx(0.5 * 17.0)
+    assert t["draft_ms_per_token"] == pytest.approx(6.0 + 0.5 * (5.0 - 6.0))
+    t.prefill(rtt_ms=4.0, draft_ms_per_token=99.0, context=7)  # measured draft speed is kept
+    assert t["draft_ms_per_token"] == pytest.approx(5.5) and t["rtt_ms"] == 4.0
+
+
+def test_a_fused_session_knows_its_link_and_draft_speed() -> None:
+    """On lan-edge every round fused: the features still read the link's round trip (0.4 ms each way
+    plus the prompt's and the first token's transmission) and the Jetson's one-token draft time."""
+    scenario = load_scenario("lan-edge", ["duration_s=10", "warmup_s=0"])
+    sim = Simulation(scenario, lambda group: Watching(Decision(3, Mode.FUSED)), telemetry=telemetry_factory)
+    sim.run()
+    for s in sim.sessions:
+        assert s.telemetry.rounds > 0
+        assert 0.7 < s.telemetry["rtt_ms_ewma"] < 1.5
+        draft_ms = 1e3 * s.device.cost.sequential_s(1, 0)
+        assert s.telemetry["draft_ms_per_token"] == pytest.approx(draft_ms, rel=0.2)
 
 
 def test_vectors_stay_in_bounds_on_every_shipped_scenario() -> None:

@@ -22,7 +22,10 @@ probability ``learner_share`` (the share of the task's evaluation mode) and draw
 otherwise. Every round, with probability ``epsilon``, a
 uniformly random allowed decision replaces the behaviour's. Background groups keep their own policies.
 
-**Labels.** The first ``record_sessions`` behaviour sessions are labelled (in ego mode: the ego):
+**Labels.** ``record_sessions`` behaviour sessions are labelled (in ego mode: the ego). In fleet mode
+with a closed-loop workload they are spread evenly over the foreground sessions in the order they
+are built (sessions ⌊i·n/m⌋, i < m, of n), so every device group of a mixed fleet is labelled, not
+only the first (the first four of ``hetero-fleet`` are all phones); otherwise the first are:
 before each of their rounds a shadow :class:`~dsd_gym.controllers.oracles.MyopicOracle` of their
 own (read-only: the simulation is the same with or without it) gives its decision and every
 candidate's objective value (``MyopicOracle.label``), and the row records those, the telemetry
@@ -270,6 +273,16 @@ class Behaviour:
         return decision
 
 
+def labelled_sessions(scenario: Scenario, mode: str, record: int) -> frozenset[int]:
+    """The behaviour sessions (numbered as they are built) whose rounds are labelled: ``record`` of
+    them, spread evenly over a closed-loop fleet's foreground sessions, else the first."""
+    if mode == "fleet" and scenario.workload.kind == "closed_loop":
+        n = sum(g.count * g.sessions for g in scenario.devices if g.policy is None)
+        if n > record:
+            return frozenset(i * n // record for i in range(record))
+    return frozenset(range(record))
+
+
 def _behaviour_factory(
     scenario: Scenario, seed: int, decisions: list[Decision], spec: BehaviourSpec, record: int,
     rows: list[tuple], mode: str, learner: str | None,
@@ -282,6 +295,7 @@ def _behaviour_factory(
     tenants = parse_policy(scenario.control.policy, scenario) if mode == "ego" else None
     learned = parse_policy(learner, scenario) if learner is not None else None
     switch = {"random": 1.0, "sticky-random": 1.0 / max(spec.sticky_rounds, 1.0), "random-fixed": 0.0}
+    chosen = labelled_sessions(scenario, mode, record)
     built = 0
 
     def build(group: Any) -> Any:
@@ -301,7 +315,7 @@ def _behaviour_factory(
                 base = RandomDecisions(decisions, rng, switch[name])
             else:
                 base = policies[name](group)
-        labelled = k < record
+        labelled = k in chosen
         oracle = MyopicOracle(decisions) if labelled else None
         rows_k = rows if labelled else None
         return Behaviour(base, code, decisions, spec.epsilon, rng, oracle, rows_k, team=mode == "fleet")

@@ -7,10 +7,10 @@ parsed, every decision of the run's action table must be one the scenario allows
 and modes), and the model's spaces must match the run's observation layout and action table.
 
 Each session rebuilds the observation exactly as the training env (``dsd_gym.envs.DSDEnv``) built
-it: the current telemetry vector, then the vectors after each of the ``history`` previous *rounds*,
-newest first, zeros before the session's first rounds. The env keeps that history per round, not
-per decision; the two differ only when a decision produced no round (its job was lost with a failed
-target and the session decides again after re-prefilling), and the controller follows the env — the
+it: the telemetry vector after each of the ``history`` + 1 newest *updates* (rounds and prefills,
+:meth:`TelemetryTracker.prefill`), newest first, zeros before the session's first. The env keeps
+that history per update, not per decision; a decision whose job was lost with a failed target pushes
+no row of its own (the re-prefill that follows does), and the controller follows the env — the
 policy was trained on it. A recurrent policy keeps its LSTM state per session, from zeros at the
 session's first decision (``episode_start``). Decisions are deterministic (``predict(...,
 deterministic=True)``) and taken on one torch thread: batch-1 inference is faster so, and the
@@ -122,7 +122,7 @@ def check_decisions(decisions: tuple[Decision, ...] | list[Decision], scenario: 
 class SB3Controller:
     """One session's use of a loaded run: its observation history and (recurrent) LSTM state."""
 
-    __slots__ = ("run", "policy", "rows", "rounds", "lstm", "start")
+    __slots__ = ("run", "policy", "rows", "updates", "lstm", "start")
     observes = True
 
     def __init__(self, run: LoadedRun) -> None:
@@ -130,15 +130,15 @@ class SB3Controller:
         self.policy = run.model.policy
         zeros = np.zeros(len(FEATURES), dtype=np.float32)
         self.rows: deque[np.ndarray] = deque([zeros] * (run.info.history + 1), maxlen=run.info.history + 1)
-        self.rounds = 0  # the session's rounds when the newest row was taken
+        self.updates = 0  # the tracker's updates (rounds, prefills) when the newest row was taken
         self.lstm: Any = None
         self.start = True
 
     def observation(self, session: Any) -> np.ndarray:
         """The policy's input of this decision, [1, (history + 1) · F] float32, normalised."""
         tracker = session.telemetry
-        if tracker.rounds != self.rounds:
-            self.rounds = tracker.rounds
+        if tracker.updates != self.updates:
+            self.updates = tracker.updates
             self.rows.appendleft(tracker.vector())
         obs = np.concatenate(self.rows)[None]
         return obs if self.run.vecnorm is None else self.run.vecnorm.normalize_obs(obs)

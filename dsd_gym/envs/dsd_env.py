@@ -362,10 +362,11 @@ class _DSDBase(gym.Env):
         # The kept rounds newest first, then zeros: one conversion and one clip for the whole stack,
         # the same float32 values as stacking ``vector()`` of each round.
         obs = np.zeros(self.observation_space.shape, dtype=np.float32)
-        n = len(tracker.history) * len(FEATURES)
+        rows = tracker.decision_rows()
+        n = len(rows) * len(FEATURES)
         if n:
             stack = obs[:n]
-            stack[:] = np.fromiter(chain.from_iterable(reversed(tracker.history)), np.float32, n)
+            stack[:] = np.fromiter(chain.from_iterable(reversed(rows)), np.float32, n)
             np.maximum(stack, self.observation_space.low[:n], out=stack)
             np.minimum(stack, self.observation_space.high[:n], out=stack)
         return obs

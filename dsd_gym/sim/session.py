@@ -162,6 +162,10 @@ class Session:
             result = yield waiting
             if result is not LOST:
                 break
+        telemetry = self.telemetry
+        if telemetry is not None:  # the prefill's exchange measures the link, whatever mode follows
+            network_s = (env.now - sent) - (job.done_s - job.arrived_s)
+            telemetry.prefill(1e3 * network_s, 1e3 * device.cost.sequential_s(1, context), context)
         req.target = target
         req.kv_epoch = job.epoch
         if req.committed == 0:

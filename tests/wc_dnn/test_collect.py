@@ -12,7 +12,8 @@ from dsd_gym.controllers.oracles import candidates
 from dsd_gym.runner import build
 from dsd_gym.sim.controller import Decision, Mode
 from dsd_gym.telemetry import NAMES
-from wc_dnn.collect import collect, make_plan
+from dsd_gym.config import load_scenario
+from wc_dnn.collect import collect, labelled_sessions, make_plan
 from wc_dnn.config import for_evaluation_mode
 from wc_dnn.dataset import ARRAYS, SIDECAR, load_dataset, read_shard
 
@@ -136,3 +137,19 @@ def test_one_evaluation_mode_is_that_modes_share_of_the_dataset(tiny_config) -> 
         assert narrowed.train == both.train and narrowed.awc == both.awc
         tasks = make_plan(narrowed).tasks
         assert tasks and tasks == tuple(t for t in make_plan(both).tasks if t.mode == mode)
+
+
+def test_a_mixed_fleets_labels_come_from_every_device_group(tiny_config, tmp_path: Path) -> None:
+    """hetero-fleet builds 12 phones, 8 laptops, then 8 Jetson sessions: four labelled sessions
+    spread over them take two phones, a laptop and a Jetson (the first four would be phones only)."""
+    assert labelled_sessions(load_scenario("hetero-fleet"), "fleet", 4) == {0, 7, 14, 21}
+    assert labelled_sessions(load_scenario("hetero-fleet"), "ego", 4) == {0, 1, 2, 3}
+    assert labelled_sessions(load_scenario("busy-cloud"), "fleet", 4) == {0, 2, 4, 6}  # 8 of 32
+    assert labelled_sessions(load_scenario("lan-edge"), "fleet", 4) == {0, 1, 2, 3}
+    config = tiny_config(**{
+        "collect.scenarios": [{"scenario": "hetero-fleet", "variants": 1}],
+        "collect.duration_s": 10, "collect.record_sessions": 4, "collect.evaluation_modes": ["fleet"],
+    })  # fmt: skip
+    collect(config, tmp_path / "data", jobs=1)
+    sessions = set(load_dataset(tmp_path / "data").arrays["session"].tolist())
+    assert sessions == {0, 7, 14, 21}
