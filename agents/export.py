@@ -256,8 +256,9 @@ def run_metadata(run: LoadedRun, controller: SB3Controller, policy: dict[str, An
         "state_layout": {
             "history_rows": [0, rows],
             "lstm_h_c": [rows, controller.state_size],
-            "rule": "telemetry after the newest updates (rounds, prefills), newest first; a row is pushed when the features "
-            "differ from the newest row; then LSTM h and c ([layers, hidden] each), when recurrent",
+            "rule": "telemetry after the newest updates (rounds, prefills), newest first; a row is pushed "
+            "when the features differ from the newest row; then LSTM h and c ([layers, hidden] each), "
+            "when recurrent",
         },
         "normalization": None
         if vecnorm is None

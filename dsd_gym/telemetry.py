@@ -4,7 +4,10 @@ The simulator's sessions, the Gymnasium env's observation, the WC-DNN's input an
 controller's input are all this vector, in this order. Every feature is something a real edge
 runtime can measure from its own clock and the server's reply: the round time, the network part of
 it (round − draft − server-reported time), server-reported queue depth, batch size and server time,
-accepted/drafted counts, the last decision, draft speed and context length.
+accepted/drafted counts, the last decision, draft speed and context length. Each request's prefill
+(:meth:`TelemetryTracker.prefill`) measures the network too (reply − send − server time), and gives
+the draft speed before any distributed round has: a session that has only run fused (no network in
+its rounds, no draft on the edge) still knows both.
 
 Values are in the units named below, clipped to ``[low, high]``; ``scale`` divides a feature for
 neural-network inputs (``normalized()``). Smoothed features are exponentially weighted moving
@@ -41,10 +44,7 @@ class Feature:
 FEATURES: tuple[Feature, ...] = (
     Feature("round_ms", "ms", 0.0, 60_000.0, 100.0, "duration of the last round at the edge"),
     Feature("round_ms_ewma", "ms", 0.0, 60_000.0, 100.0, "smoothed round duration"),
-    Feature(
-        "rtt_ms", "ms", 0.0, 30_000.0, 100.0,
-        "last network time: reply − send − server time, of a distributed round or a prefill",
-    ),
+    Feature("rtt_ms", "ms", 0.0, 30_000.0, 100.0, "last network time (distributed round or prefill)"),
     Feature("rtt_ms_ewma", "ms", 0.0, 30_000.0, 100.0, "smoothed network time"),
     Feature(
         "rtt_jitter_ms", "ms", 0.0, 30_000.0, 10.0, "smoothed absolute deviation of rtt from rtt_ms_ewma"
@@ -58,10 +58,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("acceptance_ewma", "ratio", 0.0, 1.0, 1.0, "smoothed accepted / smoothed drafted"),
     Feature("last_gamma", "tokens", 0.0, 256.0, 8.0, "window of the last round"),
     Feature("last_mode", "enum", 0.0, 2.0, 1.0, "0 distributed, 1 fused, 2 autoregressive"),
-    Feature(
-        "draft_ms_per_token", "ms", 0.0, 10_000.0, 10.0,
-        "smoothed edge draft time per token (a one-token draft step at the first prefill, then rounds)",
-    ),
+    Feature("draft_ms_per_token", "ms", 0.0, 10_000.0, 10.0, "smoothed edge draft time per token"),
     Feature("context_tokens", "tokens", 0.0, 1_000_000.0, 1000.0, "prompt + committed tokens"),
 )
 NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)

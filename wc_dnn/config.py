@@ -8,7 +8,7 @@ an invalid value fails with one line naming the key, the value and what is allow
       seed: 0                        # everything random in the dataset derives from it
       duration_s: 20                 # simulated seconds per (variant, seed) task; warm-up is 0
       seeds: 2                       # simulations per variant
-      record_sessions: 4             # foreground sessions labelled per simulation (fleet: spread over the fleet)
+      record_sessions: 4             # sessions labelled per simulation (fleet: spread over the fleet)
       window_choices: null           # override every scenario's control.window_choices (null: keep)
       modes: null                    # override every scenario's control.modes (null: keep)
       evaluation_modes: [fleet]      # simulate each task in fleet and/or ego mode (as evaluate does)

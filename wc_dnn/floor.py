@@ -37,10 +37,10 @@ loop, which is what the floor demands; the student still reads telemetry only.
    the geometric mean of the ratios to each variant's best fixed decision, capped at 1 (a gain on
    one variant does not pay for a shortfall on another). A loss on held-out labels does not see what
    decides a closed loop: the telemetry echoes the controller's own last decisions (``last_gamma``,
-   ``last_mode``, and a fused round shows no network at all), so a model that fits its labels better
-   can lock itself into a decision the data never shows it leaving. On the demo's ego data the
-   held-out loss is lowest after one epoch and the closed-loop score swings between 0.957 and 0.987
-   from one epoch to the next.
+   ``last_mode``; a fused round measures no network, only each request's prefill does), so a model
+   that fits its labels better can lock itself into a decision the data never shows it leaving. On
+   the demo's ego data the held-out loss is lowest after one epoch and the closed-loop score swings
+   between 0.957 and 0.987 from one epoch to the next.
 
 >>> sorted(FLOOR_KEYS)
 ['config_hash', 'format', 'format_version', 'groups', 'learner', 'mode', 'seeds']

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dsd_gym.config import load_scenario
 from dsd_gym.controllers.oracles import candidates
 from dsd_gym.runner import build
 from dsd_gym.sim.controller import Decision, Mode
 from dsd_gym.telemetry import NAMES
-from dsd_gym.config import load_scenario
 from wc_dnn.collect import collect, labelled_sessions, make_plan
 from wc_dnn.config import for_evaluation_mode
 from wc_dnn.dataset import ARRAYS, SIDECAR, load_dataset, read_shard
