@@ -77,9 +77,10 @@ demo: $(STAMP) $(DEMO_INPUTS)
 
 # The best controller per mode this workbench knows how to make (README, "What the closed loop
 # shows"): `make demo REPLICAS=8`, the means of replicas 0-3 and 4-7, one of the two picked on
-# validation seeds 1000-1009 (`dsd-gym pick`, disjoint from the evaluation's), copied to awc.pt and
-# evaluated on seeds 0-19. Means of four decide in ~18 us (one network: ~10 us; eight: ~65 us).
-# Ego mode ~7 min on 2 cores (measured 6 min 46 s), fleet ~15 min.
+# validation seeds 1000-1019 (`dsd-gym pick`, disjoint from the evaluation's; 10 seeds let hetero-fleet's
+# noise decide the ego pick), copied to awc.pt and evaluated on seeds 0-19. Means of four decide in
+# ~18 us (one network: ~10 us; eight: ~65 us). ~37 min on 2 cores, ego ~14, fleet ~23 (measured 34 min
+# with a 10-seed pick).
 AWC_MODES ?= ego fleet
 AWC_SET := --set duration_s=40 --set warmup_s=5
 awc: $(STAMP)
@@ -90,7 +91,7 @@ awc: $(STAMP)
 			--out $$run/mean-0-3.pt || exit 1; \
 		$(BIN)/dsd-gym export $$(for r in 4 5 6 7; do echo --checkpoint $$run/replica-$$r/train/best.pt; done) \
 			--out $$run/mean-4-7.pt || exit 1; \
-		$(BIN)/dsd-gym pick $$run/mean-0-3.pt $$run/mean-4-7.pt --mode $$mode --seeds 10 \
+		$(BIN)/dsd-gym pick $$run/mean-0-3.pt $$run/mean-4-7.pt --mode $$mode --seeds 20 \
 			$(AWC_SET) --json $$run/pick.json --out $$run/awc.pt || exit 1; \
 		$(BIN)/dsd-gym evaluate --scenario all --mode $$mode --policy torchscript:$$run/awc.pt --policy fixed:4 \
 			--policy best-fixed --policy oracle --seeds 20 $(AWC_SET) \
