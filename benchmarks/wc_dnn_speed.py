@@ -2,8 +2,8 @@
 
 - collect: ``dsd-gym collect`` of ``--config`` (default the demo's ``small``) in ``--mode`` (default
   ego; one controller per mode, as ``make demo``) into a fresh folder with ``--jobs`` processes:
-  oracle-labelled rows per wall-clock second (the floor's sweep, where the config has one, is timed
-  with it);
+  oracle-labelled rows per wall-clock second of the labelled simulations; the floor's sweep, where
+  the config has one, is timed apart (``floor_seconds``, and ``labels_per_s_with_floor`` counts both);
 - train: the config's training on ``--rows`` rows (default 200k, issue 5's target: at most 3 min on
   2 cores), made by repeating the collected shards' rows whole (the time depends on the rows and the
   epochs, not on what they hold); early stopping is on, as in ``dsd-gym train wc-dnn``, so the
@@ -80,6 +80,10 @@ def main() -> int:
             "jobs": args.jobs, "shards": summary["tasks"], "rows": summary["rows"],
             "seconds": round(summary["seconds"], 2), "labels_per_s": round(summary["rows_per_s"], 1),
         }  # fmt: skip
+        if summary["floor"] is not None:
+            floor_s = summary["floor"]["seconds"]
+            with_floor = round(summary["rows"] / (summary["seconds"] + floor_s), 1)
+            result["collect"].update(floor_seconds=round(floor_s, 2), labels_per_s_with_floor=with_floor)
         big = Path(tmp) / "big"
         rows = repeat_dataset(data, big, args.rows)
         print(f"train on {rows} rows ...", file=sys.stderr)
