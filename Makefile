@@ -79,7 +79,7 @@ demo: $(STAMP) $(DEMO_INPUTS)
 # shows"): `make demo REPLICAS=8`, the means of replicas 0-3 and 4-7, one of the two picked on
 # validation seeds 1000-1019 (`dsd-gym pick`, disjoint from the evaluation's; 10 seeds let hetero-fleet's
 # noise decide the ego pick), copied to awc.pt and evaluated on seeds 0-19. Means of four decide in
-# ~18 us (one network: ~10 us; eight: ~65 us). ~37 min on 2 cores, ego ~14, fleet ~23 (measured 34 min
+# ~15 us (one network: ~11 us; eight: ~29 us). ~37 min on 2 cores, ego ~14, fleet ~23 (measured 34 min
 # with a 10-seed pick).
 AWC_MODES ?= ego fleet
 AWC_SET := --set duration_s=40 --set warmup_s=5
