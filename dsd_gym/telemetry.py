@@ -127,7 +127,7 @@ class TelemetryTracker:
             v[14] = per_token if v[14] == 0.0 else v[14] + w * (per_token - v[14])
         v[15] = float(r.context + r.committed)
         self.rounds += 1
-        self._updated()
+        self.updates += 1
 
     def prefill(self, rtt_ms: float, draft_ms_per_token: float, context: int) -> None:
         """A request's prefill exchange, which starts every request whatever mode its rounds take.
@@ -139,7 +139,6 @@ class TelemetryTracker:
           model. It is the draft speed until a distributed round measures one (rounds' measurements
           are smoothed into it from then on): a session that has only run fused would otherwise never
           know whether its own drafting would pay.
-
         - ``context``: the tokens the request starts from (``context_tokens``).
 
         The vector changes, so it counts as an update (``updates``) but not as a round.
@@ -148,7 +147,7 @@ class TelemetryTracker:
         if self.values[14] == 0.0:
             self.values[14] = draft_ms_per_token
         self.values[15] = float(context)
-        self._updated()
+        self.updates += 1
 
     def _link(self, rtt_ms: float) -> None:
         """One network-time sample: a reply's arrival − its request's send − the server time."""
@@ -159,9 +158,6 @@ class TelemetryTracker:
         v[4] = 0.0 if first else v[4] + w * (abs(rtt_ms - v[3]) - v[4])
         v[3] = rtt_ms if first else v[3] + w * (rtt_ms - v[3])
         self._links += 1
-
-    def _updated(self) -> None:
-        self.updates += 1
 
     def decision_rows(self) -> deque[tuple[float, ...]]:
         """The history at a decision (newest last): the current vector is pushed first if anything

@@ -95,13 +95,11 @@ class WCDNNController(nn.Module):
             # The last block's output feeds only the read-out, which is linear: W · (h̃ + W_outer · s)
             # = W · h̃ + (W · W_outer) · s, a [heads, hidden] product instead of a [hidden, hidden] one
             # (4 µs of a mean of four's ~20 on this machine).
-            self.last_inner = torch.nn.Linear(1, 1)  # placeholder without blocks; unused then
-            self.head_outer = torch.zeros(0)
-            self.folded = len(self.blocks) > 0
-            if self.folded:
-                last = self.blocks[len(self.blocks) - 1]
-                self.last_inner = copy.deepcopy(last.inner)
-                self.head_outer = self.head_weight @ last.outer.weight
+            self.last = nn.ModuleList()  # the last block's inner layer; empty without blocks
+            self.head_outer = torch.zeros(0)  # W · W_outer of the last block
+            if len(self.blocks):
+                self.last.append(self.blocks[-1].inner)
+                self.head_outer = self.head_weight @ self.blocks[-1].outer.weight
                 self.blocks = self.blocks[:-1]
         self.awc = AWC(awc)
         self.awc_config = awc
@@ -141,8 +139,8 @@ class WCDNNController(nn.Module):
                 nn.functional.silu(torch.addmv(block.inner.bias, block.inner.weight, h), inplace=True),
             )
         out_t = torch.addmv(self.head_bias, self.head_weight, h)
-        if self.folded:  # the last block, folded into the read-out (__init__)
-            s = nn.functional.silu(torch.addmv(self.last_inner.bias, self.last_inner.weight, h), inplace=True)
+        for inner in self.last:  # the last block, folded into the read-out (__init__)
+            s = nn.functional.silu(torch.addmv(inner.bias, inner.weight, h), inplace=True)
             out_t = torch.addmv(out_t, self.head_outer, s)
         out: list[float] = out_t.tolist()
         logit_row = out[1:] if self.net.has_mode_head else [0.0] * self.net.n_modes

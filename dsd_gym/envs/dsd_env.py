@@ -359,8 +359,8 @@ class _DSDBase(gym.Env):
         tracker = (self.deciding or self._driven[0]).telemetry
         if not self.history:
             return tracker.vector()
-        # The kept rounds newest first, then zeros: one conversion and one clip for the whole stack,
-        # the same float32 values as stacking ``vector()`` of each round.
+        # The kept rows (one per decision that found the vector changed) newest first, then zeros: one
+        # conversion and one clip for the whole stack, the same float32 values as stacking ``vector()``.
         obs = np.zeros(self.observation_space.shape, dtype=np.float32)
         rows = tracker.decision_rows()
         n = len(rows) * len(FEATURES)
@@ -484,8 +484,9 @@ autoregressive. ``env.unwrapped.decisions[i]`` gives the ``Decision`` of action 
 ## Observation Space
 
 ``Box(float32)`` of shape ``((history + 1) * {n_features},)``: the telemetry vector of
-``dsd_gym/telemetry.py`` in raw units, clipped to its bounds, newest round first, then ``history``
-past rounds (zeros before the first). Features:
+``dsd_gym/telemetry.py`` in raw units, clipped to its bounds, now first, then as of the ``history``
+previous decisions that found it changed (after a round or a request's prefill; zeros before the
+first). Features:
 
 {table}
 
@@ -527,7 +528,7 @@ simulation seed.
 | ``reward_kwargs`` | ``None`` | ``rate_tok_s``, ``beta``, ``flight_weight``, ``self_weight`` (see Rewards) |
 | ``window_choices`` | scenario's | the windows an action may pick |
 | ``modes`` | scenario's | subset of ``distributed``, ``fused``, ``autoregressive`` |
-| ``history`` | ``0`` | past rounds stacked in the observation |
+| ``history`` | ``0`` | past telemetry vectors stacked in the observation (one per changed decision) |
 | ``horizon_s`` | ``60.0`` | simulated seconds per episode |
 | ``others`` | scenario's ``control.policy`` | policy spec of the other foreground sessions |
 | ``randomize`` | ``True`` | the scenario's ``randomize`` ranges; ``False``: none; or a mapping key -> range |
