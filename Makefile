@@ -109,6 +109,7 @@ bench: $(STAMP)
 	mkdir -p benchmarks/results
 	$(BIN)/python benchmarks/run.py --out benchmarks/results/bench.json
 	$(BIN)/python benchmarks/rl_export_latency.py --out benchmarks/results/rl_export_latency.json
+	$(BIN)/python benchmarks/rl_train_speed.py --out benchmarks/results/rl_train_speed.json
 
 # Every controller on every shipped scenario, fleet and ego mode, and throughput against RTT:
 # tables on stdout, JSON/CSV/PNG under results/. SEEDS=5 by default; ~20 min on 2 cores.

@@ -34,7 +34,7 @@ from dsd_gym.controllers.rl_run import RUN_FILE, RunInfo, decisions_of, read_run
 from dsd_gym.errors import UserError
 from dsd_gym.provenance import code_version
 
-__all__ = ["DEFAULT_ENV", "default_out", "train"]
+__all__ = ["DEFAULT_ENV", "default_out", "new_model", "train", "vec_env"]
 
 DEFAULT_ENV = "dsd_gym/DSD-v0"
 _STEP = re.compile(r"step_(\d+)\.zip$")
@@ -68,7 +68,7 @@ def newest_checkpoint(folder: Path) -> tuple[int, Path] | None:
     return max(found) if found else None
 
 
-def _vec_env(env_id: str, params: HyperParams, seed: int) -> Any:
+def vec_env(env_id: str, params: HyperParams, seed: int) -> Any:
     """``n_envs`` envs, each in a ``Monitor`` (episode returns), env i seeded ``seed + i``."""
     import gymnasium as gym
     from stable_baselines3.common.monitor import Monitor
@@ -80,6 +80,25 @@ def _vec_env(env_id: str, params: HyperParams, seed: int) -> Any:
     venv = DummyVecEnv([make] * params.n_envs)
     venv.seed(seed)
     return venv
+
+
+def new_model(algo: Algo, params: HyperParams, venv: Any, seed: int, tensorboard: Path | None) -> Any:
+    """A fresh model of ``algo`` with ``params`` on ``venv`` (wrapped in ``VecNormalize`` as configured)."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    norm = params.normalize
+    if norm is not None:
+        gamma = params.algo_kwargs.get("gamma", 0.99)
+        venv = VecNormalize(
+            venv, norm_obs=norm.norm_obs, norm_reward=norm.norm_reward, clip_obs=norm.clip_obs,
+            clip_reward=norm.clip_reward, gamma=gamma,
+        )  # fmt: skip
+    kwargs = {k: schedule(v, k) for k, v in params.algo_kwargs.items()}
+    return algo.load()(
+        params.policy, venv, seed=seed, device="cpu", verbose=0,
+        tensorboard_log=None if tensorboard is None else str(tensorboard),
+        policy_kwargs=policy_kwargs(params.policy_kwargs), **kwargs,
+    )  # fmt: skip
 
 
 def train(
@@ -126,7 +145,7 @@ def train(
         config=params.as_dict(), code_version=code_version(),
     )  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
-    venv = _vec_env(env_id, params, seed)
+    venv = vec_env(env_id, params, seed)
     checkpoint = newest_checkpoint(folder) if resume else None
     if checkpoint is not None:
         steps, zip_path = checkpoint
@@ -136,18 +155,7 @@ def train(
             venv.training = True
         model = cls.load(zip_path, env=venv, device="cpu", tensorboard_log=str(folder / "tensorboard"))
     else:
-        if norm is not None:
-            gamma = params.algo_kwargs.get("gamma", 0.99)
-            venv = VecNormalize(
-                venv, norm_obs=norm.norm_obs, norm_reward=norm.norm_reward, clip_obs=norm.clip_obs,
-                clip_reward=norm.clip_reward, gamma=gamma,
-            )  # fmt: skip
-        kwargs = {k: schedule(v, k) for k, v in params.algo_kwargs.items()}
-        model = cls(
-            params.policy, venv, seed=seed, device="cpu", verbose=0,
-            tensorboard_log=str(folder / "tensorboard"), policy_kwargs=policy_kwargs(params.policy_kwargs),
-            **kwargs,
-        )  # fmt: skip
+        model = new_model(algo, params, venv, seed, folder / "tensorboard")
     write_run(folder, info)
     remaining = params.n_timesteps - model.num_timesteps
     evaluation = HeldOutEvaluation(folder, env_id, params, upto=model.num_timesteps if checkpoint else None)
