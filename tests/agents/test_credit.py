@@ -98,7 +98,7 @@ def test_the_shipped_ppo_config_gives_round_credit_where_it_was_measured() -> No
 
     for env_id, history, reward, gamma in (
         ("dsd_gym/DSD-busy-cloud-v0", 0, "round_self", 0.0),  # its env_kwargs override the default's history
-        ("dsd_gym/DSDFleet-busy-cloud-v0", 2, "round_rate", 0.5),
+        ("dsd_gym/DSDFleet-busy-cloud-v0", 2, "round_rate", 0.0),  # its own γ over the anchor's 0.5
         ("dsd_gym/DSDFleet-regime-shift-v0", 2, "round_rate", 0.5),
     ):
         params = load_hyperparams(algo("ppo"), env_id)
