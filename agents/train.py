@@ -34,7 +34,7 @@ from dsd_gym.controllers.rl_run import RUN_FILE, RunInfo, decisions_of, read_run
 from dsd_gym.errors import UserError
 from dsd_gym.provenance import code_version
 
-__all__ = ["DEFAULT_ENV", "default_out", "new_model", "train", "vec_env"]
+__all__ = ["DEFAULT_ENV", "default_out", "learning_callbacks", "new_model", "probe_env", "train", "vec_env"]
 
 DEFAULT_ENV = "dsd_gym/DSD-v0"
 _STEP = re.compile(r"step_(\d+)\.zip$")
@@ -44,7 +44,7 @@ def default_out(algo: Algo, env_id: str, seed: int) -> Path:
     return Path("runs") / "agents" / algo.name / f"{env_id.split('/')[-1]}-seed{seed}"
 
 
-def _probe(env_id: str, env_kwargs: dict[str, Any]) -> Any:
+def probe_env(env_id: str, env_kwargs: dict[str, Any]) -> Any:
     """One env built as training will build them: bad ids and kwargs fail here, in one line."""
     import gymnasium as gym
 
@@ -101,6 +101,16 @@ def new_model(algo: Algo, params: HyperParams, venv: Any, seed: int, tensorboard
     )  # fmt: skip
 
 
+def learning_callbacks(params: HyperParams, model: Any, horizon_s: float) -> list[Any]:
+    """The callbacks every training runs, whatever its evaluation and checkpoints: round credit
+    (where configured; first, so it rewrites the advantages before anything reads them) and the DSD
+    metrics."""
+    callbacks: list[Any] = [DSDMetrics(horizon_s=horizon_s)]
+    if params.credit == "round":
+        callbacks.insert(0, RoundCredit(model.gamma, model.gae_lambda))
+    return callbacks
+
+
 def train(
     algo_name: str,
     *,
@@ -130,7 +140,7 @@ def train(
                 f"{folder}: holds {info.algo} on {info.env_id} seed {info.seed}, not {algo.name} on {env_id} "
                 f"seed {seed}; resume it with those, or choose another --out"
             )
-    probe = _probe(env_id, params.env_kwargs)
+    probe = probe_env(env_id, params.env_kwargs)
 
     import torch
     from stable_baselines3.common.vec_env import VecNormalize
@@ -160,9 +170,7 @@ def train(
     remaining = params.n_timesteps - model.num_timesteps
     evaluation = HeldOutEvaluation(folder, env_id, params, upto=model.num_timesteps if checkpoint else None)
     checkpoints = Checkpoints(folder, params.checkpoint_freq)
-    callbacks = [DSDMetrics(horizon_s=probe.horizon_s), evaluation, checkpoints]
-    if params.credit == "round":
-        callbacks.insert(0, RoundCredit(model.gamma, model.gae_lambda))
+    callbacks = [*learning_callbacks(params, model, probe.horizon_s), evaluation, checkpoints]
     started, at_start = time.perf_counter(), model.num_timesteps
     if remaining > 0:
         model.learn(

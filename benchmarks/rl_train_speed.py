@@ -26,10 +26,8 @@ from typing import Any
 
 import torch
 
-from agents.callbacks import DSDMetrics
 from agents.config import load_hyperparams
-from agents.credit import RoundCredit
-from agents.train import _probe, new_model, vec_env
+from agents.train import learning_callbacks, new_model, probe_env, vec_env
 from dsd_gym.controllers.rl_algos import ALGOS
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -44,11 +42,9 @@ def steps_per_second(algo_name: str, env_id: str, steps: int, seed: int = 0) -> 
     if not algo.on_policy:
         starts = min(params.algo_kwargs.get("learning_starts", 100), steps // 5)
         params = params.model_copy(update={"algo_kwargs": {**params.algo_kwargs, "learning_starts": starts}})
-    probe = _probe(env_id, params.env_kwargs)
+    probe = probe_env(env_id, params.env_kwargs)
     model = new_model(algo, params, vec_env(env_id, params, seed), seed, tensorboard=None)
-    callbacks: list[Any] = [DSDMetrics(horizon_s=probe.horizon_s)]
-    if params.credit == "round":
-        callbacks.insert(0, RoundCredit(model.gamma, model.gae_lambda))
+    callbacks = learning_callbacks(params, model, probe.horizon_s)
     started = time.perf_counter()
     model.learn(total_timesteps=steps, callback=callbacks)
     wall = time.perf_counter() - started
