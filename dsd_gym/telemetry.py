@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
+from itertools import chain
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -66,6 +68,12 @@ INDEX: dict[str, int] = {name: i for i, name in enumerate(NAMES)}
 LOW = np.array([f.low for f in FEATURES], dtype=np.float32)
 HIGH = np.array([f.high for f in FEATURES], dtype=np.float32)
 SCALE = np.array([f.scale for f in FEATURES], dtype=np.float32)
+
+
+@cache
+def _tiled(rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The bounds of ``rows`` stacked vectors (the env's observation space)."""
+    return np.tile(LOW, rows), np.tile(HIGH, rows)
 
 
 def check_names(names: Iterable[str], what: str) -> None:
@@ -166,6 +174,34 @@ class TelemetryTracker:
             self._kept = self.updates
             self.history.append(tuple(self.values))
         return self.history
+
+    def keep_history(self, rows: int) -> None:
+        """Keep at least ``rows`` past vectors from now on: what a controller that looks back asks for
+        at its session's first decision when the tracker was built without (the simulator's are)."""
+        if self.history is None or self.history.maxlen < rows:
+            self.history = deque(self.history or (), maxlen=rows)
+
+    def stacked(self, rows: int) -> np.ndarray:
+        """The observation of a controller that looks back ``rows - 1`` updates, at a decision:
+        ``decision_rows`` newest first, zeros past the oldest, float32, clipped to the bounds —
+        ``rows · F`` values (``vector()`` when ``rows`` is 1). Call it once per decision, after
+        ``keep_history(rows)`` if the tracker was built with fewer."""
+        if rows == 1:
+            return self.vector()
+        kept = self.decision_rows()
+        if len(kept) > rows:  # a tracker that keeps more than this controller looks at
+            kept = list(kept)[-rows:]
+        n = len(kept) * len(FEATURES)
+        obs = np.zeros(rows * len(FEATURES), dtype=np.float32)
+        if n:
+            # One conversion and one clip for the whole stack: the same float32 values as stacking
+            # ``vector()`` of each row.
+            stack = obs[:n]
+            stack[:] = np.fromiter(chain.from_iterable(reversed(kept)), np.float32, n)
+            low, high = _tiled(rows)
+            np.maximum(stack, low[:n], out=stack)
+            np.minimum(stack, high[:n], out=stack)
+        return obs
 
     def vector(self) -> np.ndarray:
         """The features in raw units, float32, clipped to their bounds."""

@@ -6,23 +6,21 @@
 parsed, every decision of the run's action table must be one the scenario allows (its window choices
 and modes), and the model's spaces must match the run's observation layout and action table.
 
-Each session rebuilds the observation exactly as the training env (``dsd_gym.envs.DSDEnv``) built
-it: the telemetry vector after each of the ``history`` + 1 newest *updates* (rounds and prefills,
-:meth:`TelemetryTracker.prefill`), newest first, zeros before the session's first. The env keeps
-that history per update, not per decision; a decision whose job was lost with a failed target pushes
-no row of its own (the re-prefill that follows does), and the controller follows the env — the
-policy was trained on it. A recurrent policy keeps its LSTM state per session, from zeros at the
-session's first decision (``episode_start``). Decisions are deterministic (``predict(...,
-deterministic=True)``) and taken on one torch thread: batch-1 inference is faster so, and the
-simulator's processes share the machine's cores. The caller's thread count is restored after each
-decision.
+Each session observes exactly what the training env (``dsd_gym.envs.DSDEnv``) observed, built by the
+same code (:meth:`TelemetryTracker.stacked`): the telemetry vector after each of the ``history`` + 1
+newest *updates* (rounds and prefills, :meth:`TelemetryTracker.prefill`) that a decision saw, newest
+first, zeros before the session's first. A decision whose job was lost with a failed target pushes
+no row of its own (the re-prefill that follows does). A recurrent policy keeps its LSTM state per
+session, from zeros at the session's first decision (``episode_start``). Decisions are deterministic
+(``predict(..., deterministic=True)``) and taken on one torch thread: batch-1 inference is faster so,
+and the simulator's processes share the machine's cores. The caller's thread count is restored after
+each decision.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -120,27 +118,25 @@ def check_decisions(decisions: tuple[Decision, ...] | list[Decision], scenario: 
 
 
 class SB3Controller:
-    """One session's use of a loaded run: its observation history and (recurrent) LSTM state."""
+    """One session's use of a loaded run: its (recurrent) LSTM state; the observation history is the
+    session's tracker's (``TelemetryTracker.stacked``, as the env builds it)."""
 
-    __slots__ = ("run", "policy", "rows", "updates", "lstm", "start")
+    __slots__ = ("run", "policy", "rows", "lstm", "start")
     observes = True
 
     def __init__(self, run: LoadedRun) -> None:
         self.run = run
         self.policy = run.model.policy
-        zeros = np.zeros(len(FEATURES), dtype=np.float32)
-        self.rows: deque[np.ndarray] = deque([zeros] * (run.info.history + 1), maxlen=run.info.history + 1)
-        self.updates = 0  # the tracker's updates (rounds, prefills) when the newest row was taken
+        self.rows = run.info.history + 1
         self.lstm: Any = None
         self.start = True
 
     def observation(self, session: Any) -> np.ndarray:
         """The policy's input of this decision, [1, (history + 1) · F] float32, normalised."""
         tracker = session.telemetry
-        if tracker.updates != self.updates:
-            self.updates = tracker.updates
-            self.rows.appendleft(tracker.vector())
-        obs = np.concatenate(self.rows)[None]
+        if self.start and self.rows > 1:
+            tracker.keep_history(self.rows)
+        obs = tracker.stacked(self.rows)[None]
         return obs if self.run.vecnorm is None else self.run.vecnorm.normalize_obs(obs)
 
     def decide(self, session: Any) -> Decision:

@@ -11,7 +11,6 @@ import math
 import numbers
 from collections import deque
 from collections.abc import Sequence
-from itertools import chain
 from typing import Any
 
 import gymnasium as gym
@@ -356,20 +355,8 @@ class _DSDBase(gym.Env):
         return self._observation(), truncated
 
     def _observation(self) -> np.ndarray:
-        tracker = (self.deciding or self._driven[0]).telemetry
-        if not self.history:
-            return tracker.vector()
-        # The kept rows (one per decision that found the vector changed) newest first, then zeros: one
-        # conversion and one clip for the whole stack, the same float32 values as stacking ``vector()``.
-        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
-        rows = tracker.decision_rows()
-        n = len(rows) * len(FEATURES)
-        if n:
-            stack = obs[:n]
-            stack[:] = np.fromiter(chain.from_iterable(reversed(rows)), np.float32, n)
-            np.maximum(stack, self.observation_space.low[:n], out=stack)
-            np.minimum(stack, self.observation_space.high[:n], out=stack)
-        return obs
+        # The kept rows (one per decision that found the vector changed) newest first, then zeros.
+        return (self.deciding or self._driven[0]).telemetry.stacked(self.history + 1)
 
     def step(self, action: int):
         if self.deciding is None:
