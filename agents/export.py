@@ -10,10 +10,10 @@ The file follows the contract of :mod:`dsd_gym.runtime.exported` — ``decide(fe
    first): the training env's observation. A runtime calls the file once per decision and cannot say
    whether anything happened since the last call; the file infers it: new features that differ from
    the newest row are a new update's and are pushed, features equal to it (a decision whose job was
-   lost, repeated) are not. The env and ``sb3:PATH`` count the updates
-   (:meth:`dsd_gym.telemetry.TelemetryTracker.stacked`); the two ways agree unless two consecutive
-   updates leave bit-identical telemetry vectors, which their clock times and context lengths make
-   practically impossible.
+   lost, repeated) are not. The env and ``sb3:PATH`` count the tracker's updates instead
+   (:meth:`dsd_gym.telemetry.TelemetryTracker.stacked`); inference and count agree unless two
+   consecutive updates leave bit-identical telemetry vectors, which their clock times and context
+   lengths make practically impossible.
 2. **Normalisation.** VecNormalize's ``clip((x − mean) / sqrt(var + epsilon), ±clip_obs)`` in float64,
    then float32 — VecNormalize's own arithmetic, so the network sees the same bits.
 3. **The policy network**, copied from the SB3 policy with gradients off, and its deterministic

@@ -71,9 +71,13 @@ SCALE = np.array([f.scale for f in FEATURES], dtype=np.float32)
 
 
 @cache
-def _tiled(rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """The bounds of ``rows`` stacked vectors (the env's observation space)."""
-    return np.tile(LOW, rows), np.tile(HIGH, rows)
+def stacked_bounds(rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of ``rows`` stacked vectors (:meth:`TelemetryTracker.stacked`, the env's
+    observation space); read-only, shared."""
+    low, high = np.tile(LOW, rows), np.tile(HIGH, rows)
+    low.setflags(write=False)
+    high.setflags(write=False)
+    return low, high
 
 
 def check_names(names: Iterable[str], what: str) -> None:
@@ -175,19 +179,16 @@ class TelemetryTracker:
             self.history.append(tuple(self.values))
         return self.history
 
-    def keep_history(self, rows: int) -> None:
-        """Keep at least ``rows`` past vectors from now on: what a controller that looks back asks for
-        at its session's first decision when the tracker was built without (the simulator's are)."""
-        if self.history is None or self.history.maxlen < rows:
-            self.history = deque(self.history or (), maxlen=rows)
-
     def stacked(self, rows: int) -> np.ndarray:
         """The observation of a controller that looks back ``rows - 1`` updates, at a decision:
         ``decision_rows`` newest first, zeros past the oldest, float32, clipped to the bounds —
-        ``rows · F`` values (``vector()`` when ``rows`` is 1). Call it once per decision, after
-        ``keep_history(rows)`` if the tracker was built with fewer."""
+        ``rows · F`` values (``vector()`` when ``rows`` is 1). Call it once per decision. A tracker
+        built with fewer rows (the simulator's have none) keeps ``rows`` from its first call on."""
         if rows == 1:
             return self.vector()
+        history = self.history
+        if history is None or history.maxlen < rows:
+            self.history = deque(history or (), maxlen=rows)
         kept = self.decision_rows()
         if len(kept) > rows:  # a tracker that keeps more than this controller looks at
             kept = list(kept)[-rows:]
@@ -198,7 +199,7 @@ class TelemetryTracker:
             # ``vector()`` of each row.
             stack = obs[:n]
             stack[:] = np.fromiter(chain.from_iterable(reversed(kept)), np.float32, n)
-            low, high = _tiled(rows)
+            low, high = stacked_bounds(rows)
             np.maximum(stack, low[:n], out=stack)
             np.minimum(stack, high[:n], out=stack)
         return obs

@@ -80,12 +80,10 @@ def test_history_keeps_a_row_per_decision_that_found_the_vector_changed() -> Non
 
 def test_a_stacked_observation_is_the_vectors_decisions_saw_newest_first() -> None:
     """``stacked(rows)`` is the decisions' vectors (clipped) newest first, then zeros, whether the
-    tracker was built with a history or is given one at its first decision (``keep_history``)."""
+    tracker was built with a history or keeps one from its first ``stacked`` call on."""
     built, given = TelemetryTracker(history=3), TelemetryTracker()
     seen = []
     for k in range(5):
-        if k == 2:
-            given.keep_history(3)  # asks at a decision: the tracker's earlier vectors were never kept
         for t in (built, given):
             t.update(_record(gamma=k + 1, accepted=0, start=k, end=k + 70.0 * k))  # k ≥ 1: round_ms clips
         seen.append(built.vector())
@@ -95,7 +93,7 @@ def test_a_stacked_observation_is_the_vectors_decisions_saw_newest_first() -> No
         expected = np.concatenate([*newest, np.zeros((3 - len(newest)) * len(FEATURES), np.float32)])
         assert np.array_equal(obs, expected)
         if k >= 2:
-            kept = min(k - 1, 3)  # rows pushed since keep_history
+            kept = min(k - 1, 3)  # given's first decision is at k = 2: earlier vectors were never kept
             assert np.array_equal(given.stacked(3)[: kept * len(FEATURES)], obs[: kept * len(FEATURES)])
             assert not given.stacked(3)[kept * len(FEATURES) :].any()
     assert seen[-1][INDEX["round_ms"]] == HIGH[INDEX["round_ms"]]  # clipped

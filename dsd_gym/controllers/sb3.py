@@ -133,10 +133,7 @@ class SB3Controller:
 
     def observation(self, session: Any) -> np.ndarray:
         """The policy's input of this decision, [1, (history + 1) · F] float32, normalised."""
-        tracker = session.telemetry
-        if self.start and self.rows > 1:
-            tracker.keep_history(self.rows)
-        obs = tracker.stacked(self.rows)[None]
+        obs = session.telemetry.stacked(self.rows)[None]
         return obs if self.run.vecnorm is None else self.run.vecnorm.normalize_obs(obs)
 
     def decide(self, session: Any) -> Decision:

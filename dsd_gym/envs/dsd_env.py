@@ -29,7 +29,7 @@ from dsd_gym.envs.rewards import CREDITED, StepOutcome, reward_function, round_t
 from dsd_gym.errors import UserError
 from dsd_gym.sim import Decision, Mode, RoundRecord, Session, Simulation
 from dsd_gym.sim.schedule import Call, Halt, call_now, step_until
-from dsd_gym.telemetry import FEATURES, HIGH, LOW, TelemetryTracker, table
+from dsd_gym.telemetry import FEATURES, TelemetryTracker, stacked_bounds, table
 
 MAX_EMPTY_DRAWS = 100  # simulation seeds reset tries before a horizon too short for any decision fails
 NO_ROUND = {  # the round fields of ``info`` when the step ran no round of the deciding session
@@ -160,10 +160,8 @@ class _DSDBase(gym.Env):
         self._reward, self._reward_params = reward_function(reward, reward_kwargs, base.slo.tpot_ms / 1e3)
         self.decisions = self._action_table(base)
         self.action_space = spaces.Discrete(len(self.decisions))
-        rows = history + 1
-        self.observation_space = spaces.Box(
-            low=np.tile(LOW, rows), high=np.tile(HIGH, rows), dtype=np.float32
-        )
+        low, high = stacked_bounds(history + 1)
+        self.observation_space = spaces.Box(low=low, high=high, dtype=np.float32)
         self._sim: Simulation | None = None
         self._episode: tuple[int, dict[str, Any]] | None = None
         self._actions: list[int] = []
